@@ -1,0 +1,59 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, concatenate, s, Axis};
+use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
+
+pub use lstm_core::{
+    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
+    Workspace,
+};
+
+/// The standard LSTM cell with one weight matrix `W [4H, H + I]` acting on `[h_{t-1}; x_t]`
+/// (h first) and one bias `b [4H]`; gate blocks stacked i, f, g, o.
+///
+/// ```text
+/// [i; f; g; o] = [sigma; sigma; tanh; sigma](W [h_{t-1}; x_t] + b)
+/// c_t = f * c_{t-1} + i * g
+/// h_t = o * tanh(c_t)
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConcatCell<F> {
+    engine: LstmEngine<F>,
+}
+
+impl<F: Scalar> ConcatCell<F> {
+    /// A cell from `W [4H, H + I]` (columns: `H` for h, then `I` for x) and `b [4H]`.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] when `W` is not `[4H, H + I]` with `H, I >= 1` or `b` is not `[4H]`;
+    /// [`LstmError::NonFinite`] for a NaN or infinite weight.
+    pub fn new(w: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
+        let rows = w.nrows();
+        let h = rows / 4;
+        if rows == 0 || rows % 4 != 0 || w.ncols() <= h {
+            return Err(LstmError::shape("concatenated weights W", "[4H, H + I] with H, I >= 1", w.shape()));
+        }
+        lstm_core::check_shape("bias b", b.shape(), &[rows])?;
+        let mut spec = EngineSpec::standard(w.slice(s![.., h..]), w.slice(s![.., ..h]));
+        spec.biases.push(b);
+        Ok(Self { engine: LstmEngine::new(spec)? })
+    }
+
+    /// The weights `W [4H, H + I]` as given.
+    pub fn weights(&self) -> Array2<F> {
+        let e = &self.engine;
+        concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default()
+    }
+
+    /// The bias `b [4H]`.
+    pub fn bias(&self) -> Array1<F> {
+        self.engine.bias().to_owned()
+    }
+}
+
+impl<F: Scalar> EngineCell<F> for ConcatCell<F> {
+    fn engine(&self) -> &LstmEngine<F> {
+        &self.engine
+    }
+}

@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+mod cell;
+pub mod engine;
+mod error;
+pub mod gates;
+pub mod init;
+mod readout;
+mod scalar;
+mod state;
+pub mod unroll;
+mod workspace;
+
+#[cfg(feature = "dev")]
+pub mod dev;
+
+pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
+pub use engine::{EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence};
+pub use error::{LstmError, Result, check_shape, fmt_shape};
+pub use gates::{Activation, Gate, cell_update, sigmoid, tanh};
+pub use readout::Readout;
+pub use scalar::Scalar;
+pub use state::LstmState;
+pub use workspace::Workspace;
+
+pub use ndarray;

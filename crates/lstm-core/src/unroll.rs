@@ -1,0 +1,176 @@
+//! The one generic unroller: runs any [`RecurrentCell`] over a sequence.
+//!
+//! [`stepwise`] is the reference path every cell gets by default. [`drive`] is the schedule it
+//! and the faster whole-sequence paths share: it maps each step to each sample's time index
+//! (forward, reverse, variable lengths), holds finished samples' state, and writes the outputs
+//! and the trace.
+
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
+
+use crate::{
+    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
+    Workspace,
+};
+
+/// Marks a batch row that has no valid step at the current position.
+pub const INACTIVE: usize = usize::MAX;
+
+/// `(T, B)` of a 3-D input shape in the given layout (0 for missing axes).
+pub fn dims(shape: &[usize], layout: Layout) -> (usize, usize) {
+    let a = shape.first().copied().unwrap_or(0);
+    let b = shape.get(1).copied().unwrap_or(0);
+    match layout {
+        Layout::TimeMajor => (a, b),
+        Layout::BatchFirst => (b, a),
+    }
+}
+
+/// Validates a sequence input, the state and the lengths for `cell`; returns `(T, B)`.
+///
+/// # Errors
+/// [`LstmError::Shape`] for a wrong input or state shape, [`LstmError::Invalid`] for lengths.
+pub fn check_sequence<F: Scalar, C: RecurrentCell<F> + ?Sized>(
+    cell: &C,
+    shape: &[usize],
+    state: &LstmState<F>,
+    opts: &SeqOptions<'_>,
+) -> Result<(usize, usize)> {
+    let (t, b) = dims(shape, opts.layout);
+    let i = cell.input_size();
+    let want = match opts.layout {
+        Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
+        Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
+    };
+    if shape.len() != 3 || shape[2] != i {
+        return Err(LstmError::shape("input sequence", want, shape));
+    }
+    state.check(b, cell.output_size(), cell.hidden_size())?;
+    if let Some(lengths) = opts.lengths {
+        check_lengths(lengths, b, t)?;
+    }
+    Ok((t, b))
+}
+
+/// Checks that there are `batch` lengths, each at most `steps`.
+///
+/// # Errors
+/// [`LstmError::Invalid`] naming the first bad entry.
+pub fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<()> {
+    if lengths.len() != batch {
+        return Err(LstmError::invalid(
+            "sequence lengths",
+            format!("expected one length per batch row ({batch}), got {}", lengths.len()),
+        ));
+    }
+    if let Some((b, &l)) = lengths.iter().enumerate().find(|&(_, &l)| l > steps) {
+        return Err(LstmError::invalid(
+            "sequence lengths",
+            format!("length {l} of batch row {b} exceeds the sequence length {steps}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The default whole-sequence path: one [`RecurrentCell::step_unchecked`] per time step.
+///
+/// Shapes are trusted (see [`RecurrentCell::sequence_unchecked`]).
+pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    state: &mut LstmState<F>,
+    output: ArrayViewMut3<'_, F>,
+    opts: &SeqOptions<'_>,
+    trace: Option<&mut Trace<F>>,
+    ws: &mut Workspace<F>,
+) {
+    let (b, i) = (input.len_of(Axis(1)), input.len_of(Axis(2)));
+    drive(input.len_of(Axis(0)), cell.hidden_size(), opts, state, output, trace, ws, b * i, |times, state, z, xbuf, ws| {
+        let mut x = ArrayViewMut2::from_shape((b, i), xbuf).expect("buffer sized B*I");
+        for (row, &t) in times.iter().enumerate() {
+            if t != INACTIVE {
+                x.row_mut(row).assign(&input.slice(s![t, row, ..]));
+            }
+        }
+        cell.step_unchecked(x.view(), state, z, ws);
+    });
+}
+
+/// The shared schedule of a sequence run.
+///
+/// For each step it fills `times[b]` with the time index sample `b` reads (or [`INACTIVE`]) and
+/// calls `step(times, state, gates [B, 4H], scratch, ws)`, which must write the gate activations
+/// and update the state of every row (rows that are inactive are restored afterwards). `scratch`
+/// has `scratch_len` elements for the caller's own use. Then it writes each active row's `h` to
+/// `output[t, b]` and, when tracing, the gates and `c` to the trace.
+#[allow(clippy::too_many_arguments)]
+pub fn drive<F: Scalar>(
+    steps: usize,
+    hidden: usize,
+    opts: &SeqOptions<'_>,
+    state: &mut LstmState<F>,
+    mut output: ArrayViewMut3<'_, F>,
+    mut trace: Option<&mut Trace<F>>,
+    ws: &mut Workspace<F>,
+    scratch_len: usize,
+    mut step: impl FnMut(&[usize], &mut LstmState<F>, ArrayViewMut2<'_, F>, &mut [F], &mut Workspace<F>),
+) {
+    let batch = state.batch();
+    let (p, h) = (state.h().ncols(), hidden);
+    let needs_mask = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < steps));
+    let save = if needs_mask { batch * (p + h) } else { 0 };
+    let ([zbuf, saved, scratch], times, ws) = ws.split([batch * 4 * h, save, scratch_len], batch);
+    let len_of = |b: usize| opts.lengths.map_or(steps, |l| l[b]);
+    let max_len = (0..batch).map(len_of).max().unwrap_or(0);
+    for k in 0..max_len {
+        let mut any_inactive = false;
+        for (b, slot) in times.iter_mut().enumerate() {
+            let len = len_of(b);
+            *slot = if k >= len {
+                any_inactive = true;
+                INACTIVE
+            } else {
+                match opts.direction {
+                    Direction::Forward => k,
+                    Direction::Reverse => len - 1 - k,
+                }
+            };
+        }
+        if any_inactive {
+            let (hs, cs) = saved.split_at_mut(batch * p);
+            copy_into(state.h(), hs);
+            copy_into(state.c(), cs);
+        }
+        let z = ArrayViewMut2::from_shape((batch, 4 * h), &mut *zbuf).expect("buffer sized B*4H");
+        step(times, state, z, scratch, ws);
+        let (mut hv, mut cv) = state.parts_mut();
+        if any_inactive {
+            let (hs, cs) = saved.split_at(batch * p);
+            for (b, &t) in times.iter().enumerate() {
+                if t == INACTIVE {
+                    hv.row_mut(b).as_slice_mut().expect("standard layout").copy_from_slice(&hs[b * p..(b + 1) * p]);
+                    cv.row_mut(b).as_slice_mut().expect("standard layout").copy_from_slice(&cs[b * h..(b + 1) * h]);
+                }
+            }
+        }
+        let z = ArrayView2::from_shape((batch, 4 * h), &*zbuf).expect("buffer sized B*4H");
+        for (b, &t) in times.iter().enumerate() {
+            if t == INACTIVE {
+                continue;
+            }
+            output.slice_mut(s![t, b, ..]).assign(&hv.row(b));
+            if let Some(tr) = trace.as_deref_mut() {
+                let mut g = tr.gates.slice_mut(s![t, b, .., ..]);
+                for (gate, mut dst) in g.outer_iter_mut().enumerate() {
+                    dst.assign(&z.slice(s![b, gate * h..(gate + 1) * h]));
+                }
+                tr.cell.slice_mut(s![t, b, ..]).assign(&cv.row(b));
+            }
+        }
+    }
+}
+
+fn copy_into<F: Scalar>(a: ArrayView2<'_, F>, dst: &mut [F]) {
+    for (d, &v) in dst.iter_mut().zip(a.iter()) {
+        *d = v;
+    }
+}

@@ -1,0 +1,49 @@
+//! Scratch memory reused across calls.
+
+/// Scratch buffers for stepping and unrolling.
+///
+/// A workspace grows to the largest size it has been asked for and then stays there, so a caller
+/// that keeps one across calls makes the steady state free of heap allocation.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace<F> {
+    buf: Vec<F>,
+    idx: Vec<usize>,
+    child: Option<Box<Workspace<F>>>,
+}
+
+impl<F: Copy + Default> Workspace<F> {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        Self { buf: Vec::new(), idx: Vec::new(), child: None }
+    }
+
+    /// `N` disjoint zero-initialised slices of the given lengths, an index buffer of `idx_len`
+    /// entries, and a nested workspace for the callee of the one who splits.
+    pub fn split<const N: usize>(
+        &mut self,
+        lens: [usize; N],
+        idx_len: usize,
+    ) -> ([&mut [F]; N], &mut [usize], &mut Workspace<F>) {
+        let total: usize = lens.iter().sum();
+        if self.buf.len() < total {
+            self.buf.resize(total, F::default());
+        }
+        if self.idx.len() < idx_len {
+            self.idx.resize(idx_len, 0);
+        }
+        let mut rest: &mut [F] = &mut self.buf[..total];
+        let out = lens.map(|n| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            head.fill(F::default());
+            rest = tail;
+            head
+        });
+        let child = self.child.get_or_insert_with(|| Box::new(Workspace::new()));
+        (out, &mut self.idx[..idx_len], child)
+    }
+
+    /// Elements held, nested workspaces included.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.child.as_ref().map_or(0, |c| c.capacity())
+    }
+}

@@ -1,0 +1,144 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+use lstm_core::ndarray::{Array2, ArrayView1, ArrayView2, s};
+use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, OutputMode, Recurrence, Result, Scalar};
+
+pub use lstm_core::{
+    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
+    Workspace,
+};
+
+/// The state-gated cell: the gates read the previous **cell** state, the candidate reads only
+/// the input, and the output gate acts before the squashing.
+///
+/// ```text
+/// [i; f; o] = sigma(W_{ifo} x_t + U c_{t-1} + b_{ifo})
+/// g         = tanh(W_g x_t + b_g)
+/// c_t       = f * c_{t-1} + i * g
+/// h_t       = tanh(o * c_t)
+/// ```
+///
+/// `W [4H, I]` and `b [4H]` hold the blocks i, f, g, o (the g block is `W_cell`, `b_cell`);
+/// `U [3H, H]` holds the blocks i, f, o. The hidden state `h` is an output only: it does not feed
+/// back.
+#[derive(Clone, Debug)]
+pub struct StateGatedCell<F> {
+    engine: LstmEngine<F>,
+}
+
+impl<F: Scalar> StateGatedCell<F> {
+    /// A cell from `W [4H, I]` (i, f, g, o), `U [3H, H]` (i, f, o, acting on `c_{t-1}`) and
+    /// `b [4H]`.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] when the shapes disagree; [`LstmError::NonFinite`] for a NaN or
+    /// infinite weight.
+    pub fn new(w: ArrayView2<'_, F>, u: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
+        let rows = w.nrows();
+        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+        }
+        let h = rows / 4;
+        lstm_core::check_shape("cell-state weights U", u.shape(), &[3 * h, h])?;
+        lstm_core::check_shape("bias b", b.shape(), &[rows])?;
+        lstm_core::engine::check_finite("cell-state weights U", u.iter())?;
+        let mut full = Array2::zeros((rows, h));
+        full.slice_mut(s![..2 * h, ..]).assign(&u.slice(s![..2 * h, ..]));
+        full.slice_mut(s![3 * h.., ..]).assign(&u.slice(s![2 * h.., ..]));
+        let mut spec = EngineSpec::standard(w, full.view());
+        spec.biases.push(b);
+        spec.recurrence = Recurrence::Cell;
+        spec.output_mode = OutputMode::SquashGated;
+        Ok(Self { engine: LstmEngine::new(spec)? })
+    }
+
+    /// `W [4H, I]`.
+    pub fn w(&self) -> ArrayView2<'_, F> {
+        self.engine.w_input()
+    }
+
+    /// `U [3H, H]` (i, f, o).
+    pub fn u(&self) -> Array2<F> {
+        let full = self.engine.w_recurrent();
+        let h = full.ncols();
+        let mut u = Array2::zeros((3 * h, h));
+        u.slice_mut(s![..2 * h, ..]).assign(&full.slice(s![..2 * h, ..]));
+        u.slice_mut(s![2 * h.., ..]).assign(&full.slice(s![3 * h.., ..]));
+        u
+    }
+}
+
+/// The classic peephole LSTM (Gers & Schmidhuber 2000; the `P` input of the ONNX LSTM operator):
+/// the standard split cell plus diagonal peephole weights `p [3, H]` in the order i, f, o.
+///
+/// ```text
+/// i   = sigma(W_i x_t + U_i h_{t-1} + b_i + p_i * c_{t-1})
+/// f   = sigma(W_f x_t + U_f h_{t-1} + b_f + p_f * c_{t-1})
+/// g   = tanh(W_g x_t + U_g h_{t-1} + b_g)
+/// c_t = f * c_{t-1} + i * g
+/// o   = sigma(W_o x_t + U_o h_{t-1} + b_o + p_o * c_t)
+/// h_t = o * tanh(c_t)
+/// ```
+#[derive(Clone, Debug)]
+pub struct PeepholeCell<F> {
+    engine: LstmEngine<F>,
+    p: Array2<F>,
+}
+
+impl<F: Scalar> PeepholeCell<F> {
+    /// A cell from `W [4H, I]`, `U [4H, H]`, an optional bias `b [4H]` and peepholes `p [3, H]`
+    /// (i, f, o).
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] when the shapes disagree; [`LstmError::NonFinite`] for a NaN or
+    /// infinite weight.
+    pub fn new(
+        w: ArrayView2<'_, F>,
+        u: ArrayView2<'_, F>,
+        b: Option<ArrayView1<'_, F>>,
+        p: ArrayView2<'_, F>,
+    ) -> Result<Self> {
+        let rows = w.nrows();
+        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+        }
+        let h = rows / 4;
+        lstm_core::check_shape("recurrent weights U", u.shape(), &[rows, h])?;
+        lstm_core::check_shape("peephole weights p", p.shape(), &[3, h])?;
+        let mut spec = EngineSpec::standard(w, u);
+        if let Some(b) = b {
+            lstm_core::check_shape("bias b", b.shape(), &[rows])?;
+            spec.biases.push(b);
+        }
+        spec.peephole = Some(p);
+        Ok(Self { engine: LstmEngine::new(spec)?, p: p.to_owned() })
+    }
+
+    /// `W [4H, I]`.
+    pub fn w(&self) -> ArrayView2<'_, F> {
+        self.engine.w_input()
+    }
+
+    /// `U [4H, H]`.
+    pub fn u(&self) -> ArrayView2<'_, F> {
+        self.engine.w_recurrent()
+    }
+
+    /// Peepholes `p [3, H]` (i, f, o).
+    pub fn peephole(&self) -> ArrayView2<'_, F> {
+        self.p.view()
+    }
+}
+
+impl<F: Scalar> EngineCell<F> for StateGatedCell<F> {
+    fn engine(&self) -> &LstmEngine<F> {
+        &self.engine
+    }
+}
+
+impl<F: Scalar> EngineCell<F> for PeepholeCell<F> {
+    fn engine(&self) -> &LstmEngine<F> {
+        &self.engine
+    }
+}

@@ -1,0 +1,111 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
+use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
+
+pub use lstm_core::{
+    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
+    Workspace,
+};
+
+/// The LSTM cell with split weights: `W [4H, I]` on the input, `U [4H, H]` on the hidden state,
+/// an input-side bias `b_w` and an optional hidden-side bias `b_u` (PyTorch's `bias_ih` and
+/// `bias_hh`); gate blocks stacked i, f, g, o.
+///
+/// ```text
+/// [i; f; g; o] = [sigma; sigma; tanh; sigma](W x_t + b_w + U h_{t-1} + b_u)
+/// c_t = f * c_{t-1} + i * g
+/// h_t = o * tanh(c_t)
+/// ```
+#[derive(Clone, Debug)]
+pub struct SplitCell<F> {
+    engine: LstmEngine<F>,
+    b_w: Option<Array1<F>>,
+    b_u: Option<Array1<F>>,
+}
+
+impl<F: Scalar> SplitCell<F> {
+    /// A cell from `W [4H, I]`, `U [4H, H]` and the optional biases `b_w [4H]`, `b_u [4H]`
+    /// (absent biases are zero).
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] when the shapes disagree; [`LstmError::NonFinite`] for a NaN or
+    /// infinite weight.
+    pub fn new(
+        w: ArrayView2<'_, F>,
+        u: ArrayView2<'_, F>,
+        b_w: Option<ArrayView1<'_, F>>,
+        b_u: Option<ArrayView1<'_, F>>,
+    ) -> Result<Self> {
+        let rows = w.nrows();
+        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+        }
+        let h = rows / 4;
+        lstm_core::check_shape("recurrent weights U", u.shape(), &[rows, h])?;
+        let mut spec = EngineSpec::standard(w, u);
+        for (name, b) in [("input bias b_w", b_w), ("recurrent bias b_u", b_u)] {
+            if let Some(b) = b {
+                lstm_core::check_shape(name, b.shape(), &[rows])?;
+                spec.biases.push(b);
+            }
+        }
+        Ok(Self { engine: LstmEngine::new(spec)?, b_w: b_w.map(|b| b.to_owned()), b_u: b_u.map(|b| b.to_owned()) })
+    }
+
+    /// The cell computing the same function as the concatenated cell `W_cat [4H, H + I]`
+    /// (h columns first), `b [4H]`: `W` and `U` are its column blocks, `b_w = b`, no `b_u`.
+    ///
+    /// # Errors
+    /// As [`SplitCell::new`], and [`LstmError::Shape`] when `W_cat` is not `[4H, H + I]`.
+    pub fn from_concatenated(w_cat: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
+        let (w, u) = split_concatenated(w_cat)?;
+        Self::new(w, u, Some(b), None)
+    }
+
+    /// The concatenated form `(W_cat [4H, H + I], b = b_w + b_u)` of this cell.
+    pub fn to_concatenated(&self) -> (Array2<F>, Array1<F>) {
+        let e = &self.engine;
+        (concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default(), e.bias().to_owned())
+    }
+
+    /// `W [4H, I]`.
+    pub fn w(&self) -> ArrayView2<'_, F> {
+        self.engine.w_input()
+    }
+
+    /// `U [4H, H]`.
+    pub fn u(&self) -> ArrayView2<'_, F> {
+        self.engine.w_recurrent()
+    }
+
+    /// The input-side bias, if given.
+    pub fn b_w(&self) -> Option<ArrayView1<'_, F>> {
+        self.b_w.as_ref().map(|b| b.view())
+    }
+
+    /// The hidden-side bias, if given.
+    pub fn b_u(&self) -> Option<ArrayView1<'_, F>> {
+        self.b_u.as_ref().map(|b| b.view())
+    }
+}
+
+/// Splits a concatenated matrix `W_cat [4H, H + I]` (h columns first) into `(W [4H, I], U [4H, H])`.
+///
+/// # Errors
+/// [`LstmError::Shape`] when `W_cat` is not `[4H, H + I]` with `H, I >= 1`.
+pub fn split_concatenated<F: Scalar>(w_cat: ArrayView2<'_, F>) -> Result<(ArrayView2<'_, F>, ArrayView2<'_, F>)> {
+    let rows = w_cat.nrows();
+    let h = rows / 4;
+    if rows == 0 || rows % 4 != 0 || w_cat.ncols() <= h {
+        return Err(LstmError::shape("concatenated weights", "[4H, H + I] with H, I >= 1", w_cat.shape()));
+    }
+    Ok((w_cat.slice_move(s![.., h..]), w_cat.slice_move(s![.., ..h])))
+}
+
+impl<F: Scalar> EngineCell<F> for SplitCell<F> {
+    fn engine(&self) -> &LstmEngine<F> {
+        &self.engine
+    }
+}
