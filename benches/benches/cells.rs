@@ -1,1 +1,66 @@
-fn main() {}
+//! Criterion benchmarks: every variant (and the plain baseline) on the canonical workloads.
+//!
+//! `stream` measures one step with the state carried (throughput: steps); the others measure one
+//! whole sequence batch through `unroll_into` with reused buffers (throughput: batch x steps
+//! elements). The plain baseline runs only on the two small workloads.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lstm_benches::{VARIANTS, cell};
+use lstm_core::ndarray::{Array2, Array3};
+use lstm_core::{SeqOptions, Trace, Workspace, init::SplitMix64, workload::Workload};
+use std::hint::black_box;
+
+fn bench(c: &mut Criterion, w: Workload) {
+    let mut group = c.benchmark_group(w.name);
+    group.throughput(Throughput::Elements((w.batch * w.steps) as u64));
+    if w.batch * w.hidden >= 32 * 256 {
+        group.sample_size(10);
+    }
+    let mut rng = SplitMix64::new(1);
+    for variant in VARIANTS {
+        if variant == "plain" && w.batch > 1 {
+            continue;
+        }
+        let Ok(cell) = cell(variant, &w) else {
+            continue;
+        };
+        let mut ws = Workspace::new();
+        if w.name == "stream" {
+            let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
+            let mut gates = Array2::zeros((1, 4 * w.hidden));
+            let mut state = cell.zero_state(1);
+            group.bench_function(BenchmarkId::new("step", variant), |b| {
+                b.iter(|| {
+                    cell.step_into(black_box(x.view()), &mut state, gates.view_mut(), &mut ws)
+                })
+            });
+        } else {
+            let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+            let mut out = Array3::zeros((w.steps, w.batch, cell.output_size()));
+            let opts = SeqOptions::default();
+            group.bench_function(BenchmarkId::new("unroll", variant), |b| {
+                b.iter(|| {
+                    let mut st = cell.zero_state(w.batch);
+                    cell.unroll_into(
+                        black_box(x.view()),
+                        &mut st,
+                        out.view_mut(),
+                        &opts,
+                        None::<&mut Trace<f32>>,
+                        &mut ws,
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn workloads(c: &mut Criterion) {
+    for w in Workload::ALL {
+        bench(c, w);
+    }
+}
+
+criterion_group!(benches, workloads);
+criterion_main!(benches);

@@ -1,1 +1,86 @@
-fn main() {}
+//! `lstm`: the command-line tool of the lstm workspace.
+//!
+//! ```text
+//! lstm demo                      the seeds' worked examples and a per-step trace of every variant
+//! lstm run --model M --input X.npy --output Y.npy [options]
+//! lstm bench --workload W [--variant V] [--threads N] [--format json]
+//! ```
+
+use std::process::ExitCode;
+
+mod demo;
+
+/// An error of the command line: bad usage, or an error from the library.
+#[derive(Debug)]
+enum CliError {
+    Usage(String),
+    Lstm(lstm_core::LstmError),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) => write!(f, "{m} (see `lstm help`)"),
+            CliError::Lstm(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<lstm_core::LstmError> for CliError {
+    fn from(e: lstm_core::LstmError) -> Self {
+        CliError::Lstm(e)
+    }
+}
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+type CliResult<T = ()> = Result<T, CliError>;
+
+const HELP: &str = "\
+lstm: run LSTM models exactly and fast
+
+USAGE:
+    lstm demo
+        Reproduce the seed notebooks' worked examples (seeds 003 and 004) and print a per-step
+        trace of every cell variant over the sequence \"I ate cake\".
+    lstm help
+        Print this help.
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> CliResult {
+    let mut args = std::env::args_os().skip(1);
+    let Some(cmd) = args.next() else {
+        print!("{HELP}");
+        return Err(CliError::Usage("no command given".into()));
+    };
+    let rest: Vec<_> = args.collect();
+    match cmd.to_string_lossy().as_ref() {
+        "demo" => {
+            if let Some(a) = rest.first() {
+                return Err(CliError::Usage(format!(
+                    "`lstm demo` takes no arguments, got {a:?}"
+                )));
+            }
+            demo::run()
+        }
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(CliError::Usage(format!("unknown command {other:?}"))),
+    }
+}

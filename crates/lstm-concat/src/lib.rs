@@ -1,7 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, concatenate, s, Axis};
+use lstm_core::init::SplitMix64;
+use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
 use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
 
 pub use lstm_core::{
@@ -23,6 +24,16 @@ pub struct ConcatCell<F> {
 }
 
 impl<F: Scalar> ConcatCell<F> {
+    /// A cell with random weights, uniform in `[-1/sqrt(H), 1/sqrt(H))` as PyTorch initialises an
+    /// LSTM, and zero bias.
+    ///
+    /// # Errors
+    /// An [`LstmError`] when `input` or `hidden` is zero.
+    pub fn random(input: usize, hidden: usize, rng: &mut SplitMix64) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let w = rng.uniform_array::<F, _>((4 * hidden, hidden + input), k);
+        Self::new(w.view(), Array1::zeros(4 * hidden).view())
+    }
     /// A cell from `W [4H, H + I]` (columns: `H` for h, then `I` for x) and `b [4H]`.
     ///
     /// # Errors
@@ -32,12 +43,18 @@ impl<F: Scalar> ConcatCell<F> {
         let rows = w.nrows();
         let h = rows / 4;
         if rows == 0 || rows % 4 != 0 || w.ncols() <= h {
-            return Err(LstmError::shape("concatenated weights W", "[4H, H + I] with H, I >= 1", w.shape()));
+            return Err(LstmError::shape(
+                "concatenated weights W",
+                "[4H, H + I] with H, I >= 1",
+                w.shape(),
+            ));
         }
         lstm_core::check_shape("bias b", b.shape(), &[rows])?;
         let mut spec = EngineSpec::standard(w.slice(s![.., h..]), w.slice(s![.., ..h]));
         spec.biases.push(b);
-        Ok(Self { engine: LstmEngine::new(spec)? })
+        Ok(Self {
+            engine: LstmEngine::new(spec)?,
+        })
     }
 
     /// The weights `W [4H, H + I]` as given.
@@ -52,7 +69,9 @@ impl<F: Scalar> ConcatCell<F> {
     }
 }
 
-impl<F: Scalar> EngineCell<F> for ConcatCell<F> {
+impl<F: Scalar> EngineCell for ConcatCell<F> {
+    type Elem = F;
+
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }

@@ -7,7 +7,6 @@ use lstm_core::{Result, Scalar};
 
 struct Concat;
 
-
 impl CellFamily for Concat {
     type Cell<F: Scalar> = ConcatCell<F>;
 
@@ -16,7 +15,9 @@ impl CellFamily for Concat {
     }
 
     fn build<F: Scalar>(p: &[ArrayD<F>]) -> Result<ConcatCell<F>> {
-        let [w, b] = p else { return Err(lstm_core::LstmError::invalid("params", "need W and b")) };
+        let [w, b] = p else {
+            return Err(lstm_core::LstmError::invalid("params", "need W and b"));
+        };
         ConcatCell::new(m(w)?, v(b)?)
     }
 
@@ -26,9 +27,18 @@ impl CellFamily for Concat {
         let n = h.len();
         let hx: Vec<f64> = h.iter().chain(x).copied().collect();
         let z = |row: usize| b[[row]] + (0..hx.len()).map(|k| w[[row, k]] * hx[k]).sum::<f64>();
-        let mut out = RefStep { h: vec![], c: vec![], gates: Default::default() };
+        let mut out = RefStep {
+            h: vec![],
+            c: vec![],
+            gates: Default::default(),
+        };
         for j in 0..n {
-            let (i, f, g, o) = (sigmoid(z(j)), sigmoid(z(n + j)), z(2 * n + j).tanh(), sigmoid(z(3 * n + j)));
+            let (i, f, g, o) = (
+                sigmoid(z(j)),
+                sigmoid(z(n + j)),
+                z(2 * n + j).tanh(),
+                sigmoid(z(3 * n + j)),
+            );
             let cn = f * c[j] + i * g;
             out.c.push(cn);
             out.h.push(o * cn.tanh());

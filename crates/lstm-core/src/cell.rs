@@ -79,7 +79,10 @@ pub struct Trace<F> {
 impl<F: Scalar> Trace<F> {
     /// An all-zero trace.
     pub fn zeros(steps: usize, batch: usize, hidden: usize) -> Self {
-        Self { gates: Array4::zeros((steps, batch, 4, hidden)), cell: Array3::zeros((steps, batch, hidden)) }
+        Self {
+            gates: Array4::zeros((steps, batch, 4, hidden)),
+            cell: Array3::zeros((steps, batch, hidden)),
+        }
     }
 }
 
@@ -215,7 +218,9 @@ pub trait RecurrentCell<F: Scalar> {
         let (b, h) = (state.batch(), self.hidden_size());
         let mut gates = Array2::zeros((b, 4 * h));
         self.step_into(x, state, gates.view_mut(), &mut Workspace::new())?;
-        gates.into_shape_with_order((b, 4, h)).map_err(|e| LstmError::invalid("gates", e))
+        gates
+            .into_shape_with_order((b, 4, h))
+            .map_err(|e| LstmError::invalid("gates", e))
     }
 
     /// Runs a sequence and returns the hidden sequence, the final state and (on request) the
@@ -241,8 +246,19 @@ pub trait RecurrentCell<F: Scalar> {
             Layout::BatchFirst => Array3::zeros((b, t, p)),
         };
         let mut trace = opts.trace.then(|| Trace::zeros(t, b, self.hidden_size()));
-        self.unroll_into(input, &mut state, output.view_mut(), opts, trace.as_mut(), &mut Workspace::new())?;
-        Ok(Unrolled { output, state, trace })
+        self.unroll_into(
+            input,
+            &mut state,
+            output.view_mut(),
+            opts,
+            trace.as_mut(),
+            &mut Workspace::new(),
+        )?;
+        Ok(Unrolled {
+            output,
+            state,
+            trace,
+        })
     }
 
     /// [`unroll`](Self::unroll) into caller-owned memory: `state` is read as the initial state and
@@ -278,9 +294,10 @@ pub trait RecurrentCell<F: Scalar> {
         output.fill(F::zero());
         let (input, output) = match opts.layout {
             Layout::TimeMajor => (input, output),
-            Layout::BatchFirst => {
-                (input.permuted_axes([1, 0, 2]), output.permuted_axes([1, 0, 2]))
-            }
+            Layout::BatchFirst => (
+                input.permuted_axes([1, 0, 2]),
+                output.permuted_axes([1, 0, 2]),
+            ),
         };
         debug_assert_eq!(input.len_of(Axis(0)), t);
         self.sequence_unchecked(input, state, output, opts, trace, ws);

@@ -11,6 +11,9 @@
 //! `I` 1..9, `H` 1..9), weights, inputs, initial states, lengths, direction and layout; 64 cases
 //! by default, `PROPTEST_CASES` overrides.
 
+// Test support: a panic is how a check reports failure.
+#![allow(clippy::missing_panics_doc)]
+
 use ndarray::{Array2, Array3, Array4, ArrayD, ArrayView3, Axis, IxDyn, s};
 use proptest::{
     collection::vec,
@@ -18,7 +21,9 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 
-use crate::{Layout, LstmError, LstmState, RecurrentCell, Scalar, SeqOptions, Trace, Workspace, unroll};
+use crate::{
+    Layout, LstmError, LstmState, RecurrentCell, Scalar, SeqOptions, Trace, Workspace, unroll,
+};
 
 /// One step of a plain reference: new `h`, new `c`, and the gate activations i, f, g, o.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +62,9 @@ pub trait CellFamily {
 /// # Errors
 /// [`LstmError::Invalid`] when it is not 2-D.
 pub fn matrix<F>(a: &ArrayD<F>) -> crate::Result<ndarray::ArrayView2<'_, F>> {
-    a.view().into_dimensionality().map_err(|e| LstmError::invalid("parameter matrix", e))
+    a.view()
+        .into_dimensionality()
+        .map_err(|e| LstmError::invalid("parameter matrix", e))
 }
 
 /// A raw parameter as a vector.
@@ -65,7 +72,9 @@ pub fn matrix<F>(a: &ArrayD<F>) -> crate::Result<ndarray::ArrayView2<'_, F>> {
 /// # Errors
 /// [`LstmError::Invalid`] when it is not 1-D.
 pub fn vector<F>(a: &ArrayD<F>) -> crate::Result<ndarray::ArrayView1<'_, F>> {
-    a.view().into_dimensionality().map_err(|e| LstmError::invalid("parameter vector", e))
+    a.view()
+        .into_dimensionality()
+        .map_err(|e| LstmError::invalid("parameter vector", e))
 }
 
 /// The logistic function in its textbook form, for references.
@@ -101,8 +110,16 @@ impl Case {
     /// The options of the case, trace on.
     pub fn opts(&self) -> SeqOptions<'_> {
         SeqOptions {
-            layout: if self.batch_first { Layout::BatchFirst } else { Layout::TimeMajor },
-            direction: if self.reverse { crate::Direction::Reverse } else { crate::Direction::Forward },
+            layout: if self.batch_first {
+                Layout::BatchFirst
+            } else {
+                Layout::TimeMajor
+            },
+            direction: if self.reverse {
+                crate::Direction::Reverse
+            } else {
+                crate::Direction::Forward
+            },
             lengths: self.lengths.as_deref(),
             trace: true,
         }
@@ -111,7 +128,11 @@ impl Case {
     /// The input in the case's layout, at precision `F`.
     pub fn input<F: Scalar>(&self) -> Array3<F> {
         let x = self.x.mapv(F::of);
-        if self.batch_first { x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned() } else { x }
+        if self.batch_first {
+            x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+        } else {
+            x
+        }
     }
 
     /// The initial state at precision `F`.
@@ -140,32 +161,45 @@ pub fn cases<Fam: CellFamily>(scale: f64) -> impl Strategy<Value = Case> {
                 any::<(bool, bool)>(),
             )
         })
-        .prop_map(|((b, t, i, h, shapes), flat, x, st, lengths, (reverse, batch_first))| {
-            let mut at = 0;
-            let params = shapes
-                .iter()
-                .map(|s| {
-                    let n: usize = s.iter().product();
-                    at += n;
-                    ArrayD::from_shape_vec(IxDyn(s), flat[at - n..at].to_vec()).expect("sized")
-                })
-                .collect();
-            Case {
-                params,
-                x: Array3::from_shape_vec((t, b, i), x).expect("sized"),
-                h0: Array2::from_shape_vec((b, h), st[..b * h].to_vec()).expect("sized"),
-                c0: Array2::from_shape_vec((b, h), st[b * h..].to_vec()).expect("sized"),
-                lengths,
-                reverse,
-                batch_first,
-            }
-        })
+        .prop_map(
+            |((b, t, i, h, shapes), flat, x, st, lengths, (reverse, batch_first))| {
+                let mut at = 0;
+                let params = shapes
+                    .iter()
+                    .map(|s| {
+                        let n: usize = s.iter().product();
+                        at += n;
+                        ArrayD::from_shape_vec(IxDyn(s), flat[at - n..at].to_vec()).expect("sized")
+                    })
+                    .collect();
+                Case {
+                    params,
+                    x: Array3::from_shape_vec((t, b, i), x).expect("sized"),
+                    h0: Array2::from_shape_vec((b, h), st[..b * h].to_vec()).expect("sized"),
+                    c0: Array2::from_shape_vec((b, h), st[b * h..].to_vec()).expect("sized"),
+                    lengths,
+                    reverse,
+                    batch_first,
+                }
+            },
+        )
 }
 
 /// Runs `check` on random cases; panics with the failing case.
-pub fn run<Fam: CellFamily>(name: &str, scale: f64, check: impl Fn(&Case) -> Result<(), TestCaseError>) {
-    let cases_n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    let mut runner = TestRunner::new(Config { cases: cases_n, failure_persistence: None, ..Config::default() });
+pub fn run<Fam: CellFamily>(
+    name: &str,
+    scale: f64,
+    check: impl Fn(&Case) -> Result<(), TestCaseError>,
+) {
+    let cases_n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let mut runner = TestRunner::new(Config {
+        cases: cases_n,
+        failure_persistence: None,
+        ..Config::default()
+    });
     if let Err(e) = runner.run(&cases::<Fam>(scale), |c| check(&c)) {
         panic!("{name}: {e}");
     }
@@ -178,11 +212,20 @@ pub fn max_diff<'a, F: Scalar>(
 ) -> f64 {
     a.into_iter().zip(b).fold(0.0, |m: f64, (x, y)| {
         let d = (x.f64() - y.f64()).abs();
-        if d.is_nan() && !(x.is_nan() && y.is_nan()) { f64::INFINITY } else { m.max(d) }
+        if d.is_nan() && !(x.is_nan() && y.is_nan()) {
+            f64::INFINITY
+        } else {
+            m.max(d)
+        }
     })
 }
 
-fn close<F: Scalar>(what: &str, a: &ArrayD<F>, b: &ArrayD<F>, tol: f64) -> Result<(), TestCaseError> {
+fn close<F: Scalar>(
+    what: &str,
+    a: &ArrayD<F>,
+    b: &ArrayD<F>,
+    tol: f64,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(a.shape(), b.shape(), "{}: shapes differ", what);
     let d = max_diff(a.iter(), b.iter());
     prop_assert!(d <= tol, "{}: max difference {} > {}", what, d, tol);
@@ -224,7 +267,11 @@ impl<F: Scalar> Outcome<F> {
 }
 
 fn time_major<F: Scalar>(a: Array3<F>, batch_first: bool) -> Array3<F> {
-    if batch_first { a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned() } else { a }
+    if batch_first {
+        a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+    } else {
+        a
+    }
 }
 
 /// The cell's own `unroll` (its whole-sequence path) on the case.
@@ -234,7 +281,9 @@ fn time_major<F: Scalar>(a: Array3<F>, batch_first: bool) -> Array3<F> {
 pub fn run_cell<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F>, TestCaseError> {
     let cell = Fam::build::<F>(&case.params()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let x = case.input::<F>();
-    let out = cell.unroll(x.view(), Some(&case.state()), &case.opts()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let out = cell
+        .unroll(x.view(), Some(&case.state()), &case.opts())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     Ok(Outcome {
         output: time_major(out.output, case.batch_first),
         state: out.state,
@@ -254,8 +303,20 @@ pub fn run_stepwise<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F
     let mut state = case.state::<F>();
     let mut output = Array3::zeros((t, b, cell.output_size()));
     let mut trace = Trace::zeros(t, b, h);
-    unroll::stepwise(&cell, x.view(), &mut state, output.view_mut(), &case.opts(), Some(&mut trace), &mut Workspace::new());
-    Ok(Outcome { output, state, trace })
+    unroll::stepwise(
+        &cell,
+        x.view(),
+        &mut state,
+        output.view_mut(),
+        &case.opts(),
+        Some(&mut trace),
+        &mut Workspace::new(),
+    );
+    Ok(Outcome {
+        output,
+        state,
+        trace,
+    })
 }
 
 /// The family's plain reference on the case, row by row.
@@ -288,7 +349,11 @@ pub fn run_reference<Fam: CellFamily>(case: &Case) -> Outcome<f64> {
         hn.row_mut(row).assign(&ndarray::Array1::from(hv));
         cn.row_mut(row).assign(&ndarray::Array1::from(cv));
     }
-    Outcome { output, state: LstmState::new(hn, cn).expect("same batch"), trace: Trace { gates, cell: cells } }
+    Outcome {
+        output,
+        state: LstmState::new(hn, cn).expect("same batch"),
+        trace: Trace { gates, cell: cells },
+    }
 }
 
 fn is_err_kind<T>(r: &crate::Result<T>, kind: &str) -> bool {
@@ -319,36 +384,96 @@ pub fn check_matches_reference<Fam: CellFamily>() {
 /// Calling `step` once per time step equals unrolling forward.
 pub fn check_step_equals_unroll<Fam: CellFamily>() {
     run::<Fam>("step == unroll", 2.0, |case| {
-        let case = Case { lengths: None, reverse: false, batch_first: false, ..case.clone() };
+        let case = Case {
+            lengths: None,
+            reverse: false,
+            batch_first: false,
+            ..case.clone()
+        };
         let whole = run_cell::<Fam, f64>(&case)?;
         let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
         let mut state = case.state::<f64>();
         for (t, xt) in case.x.outer_iter().enumerate() {
             let gates = cell.step(xt, &mut state).map_err(fail)?;
-            close("step h", &state.h().to_owned().into_dyn(), &whole.output.index_axis(Axis(0), t).to_owned().into_dyn(), 1e-12)?;
-            close("step gates", &gates.into_dyn(), &whole.trace.gates.index_axis(Axis(0), t).to_owned().into_dyn(), 1e-12)?;
+            close(
+                "step h",
+                &state.h().to_owned().into_dyn(),
+                &whole.output.index_axis(Axis(0), t).to_owned().into_dyn(),
+                1e-12,
+            )?;
+            close(
+                "step gates",
+                &gates.into_dyn(),
+                &whole
+                    .trace
+                    .gates
+                    .index_axis(Axis(0), t)
+                    .to_owned()
+                    .into_dyn(),
+                1e-12,
+            )?;
         }
-        close("step final c", &state.c().to_owned().into_dyn(), &whole.state.c().to_owned().into_dyn(), 1e-12)
+        close(
+            "step final c",
+            &state.c().to_owned().into_dyn(),
+            &whole.state.c().to_owned().into_dyn(),
+            1e-12,
+        )
     });
 }
 
 /// Unrolling in two chunks with the state carried equals unrolling the whole.
 pub fn check_chunked_equals_whole<Fam: CellFamily>() {
     run::<Fam>("chunked == whole", 2.0, |case| {
-        let case = Case { lengths: None, reverse: false, ..case.clone() };
+        let case = Case {
+            lengths: None,
+            reverse: false,
+            ..case.clone()
+        };
         let (t, _) = case.tb();
         let whole = run_cell::<Fam, f64>(&case)?;
         let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
         let split = t / 2;
-        let opts = SeqOptions { trace: false, ..case.opts() };
+        let opts = SeqOptions {
+            trace: false,
+            ..case.opts()
+        };
         let x = case.x.view();
-        let first = cell.unroll(x.slice(s![..split, .., ..]), Some(&case.state()), &SeqOptions::default()).map_err(fail)?;
-        let second = cell.unroll(x.slice(s![split.., .., ..]), Some(&first.state), &SeqOptions::default()).map_err(fail)?;
+        let first = cell
+            .unroll(
+                x.slice(s![..split, .., ..]),
+                Some(&case.state()),
+                &SeqOptions::default(),
+            )
+            .map_err(fail)?;
+        let second = cell
+            .unroll(
+                x.slice(s![split.., .., ..]),
+                Some(&first.state),
+                &SeqOptions::default(),
+            )
+            .map_err(fail)?;
         let _ = opts;
-        let joined = ndarray::concatenate(Axis(0), &[first.output.view(), second.output.view()]).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        close("chunked output", &joined.into_dyn(), &whole.output.into_dyn(), 1e-12)?;
-        close("chunked final h", &second.state.h().to_owned().into_dyn(), &whole.state.h().to_owned().into_dyn(), 1e-12)?;
-        close("chunked final c", &second.state.c().to_owned().into_dyn(), &whole.state.c().to_owned().into_dyn(), 1e-12)
+        let joined = ndarray::concatenate(Axis(0), &[first.output.view(), second.output.view()])
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        close(
+            "chunked output",
+            &joined.into_dyn(),
+            &whole.output.into_dyn(),
+            1e-12,
+        )?;
+        close(
+            "chunked final h",
+            &second.state.h().to_owned().into_dyn(),
+            &whole.state.h().to_owned().into_dyn(),
+            1e-12,
+        )?;
+        close(
+            "chunked final c",
+            &second.state.c().to_owned().into_dyn(),
+            &whole.state.c().to_owned().into_dyn(),
+            1e-12,
+        )
     });
 }
 
@@ -366,8 +491,27 @@ pub fn check_rows_independent<Fam: CellFamily>() {
                 ..case.clone()
             };
             let one = run_cell::<Fam, f64>(&alone)?;
-            close("row output", &one.output.into_dyn(), &whole.output.slice(s![.., row..row + 1, ..]).to_owned().into_dyn(), 1e-12)?;
-            close("row final c", &one.state.c().to_owned().into_dyn(), &whole.state.c().slice(s![row..row + 1, ..]).to_owned().into_dyn(), 1e-12)?;
+            close(
+                "row output",
+                &one.output.into_dyn(),
+                &whole
+                    .output
+                    .slice(s![.., row..row + 1, ..])
+                    .to_owned()
+                    .into_dyn(),
+                1e-12,
+            )?;
+            close(
+                "row final c",
+                &one.state.c().to_owned().into_dyn(),
+                &whole
+                    .state
+                    .c()
+                    .slice(s![row..row + 1, ..])
+                    .to_owned()
+                    .into_dyn(),
+                1e-12,
+            )?;
         }
         Ok(())
     });
@@ -378,7 +522,11 @@ pub fn check_empty_sequence<Fam: CellFamily>() {
     run::<Fam>("empty sequence", 2.0, |case| {
         let (_, b) = case.tb();
         let i = case.x.shape()[2];
-        let empty = Case { x: Array3::zeros((0, b, i)), lengths: case.lengths.as_ref().map(|_| vec![0; b]), ..case.clone() };
+        let empty = Case {
+            x: Array3::zeros((0, b, i)),
+            lengths: case.lengths.as_ref().map(|_| vec![0; b]),
+            ..case.clone()
+        };
         let out = run_cell::<Fam, f64>(&empty)?;
         prop_assert_eq!(out.output.shape(), &[0, b, case.h0.ncols()]);
         prop_assert_eq!(out.state, empty.state::<f64>());
@@ -390,21 +538,43 @@ pub fn check_empty_sequence<Fam: CellFamily>() {
 /// `|c_t| <= |c_{t-1}| + 1`.
 pub fn check_ranges<Fam: CellFamily>() {
     run::<Fam>("value ranges", 5.0, |case| {
-        let case = Case { lengths: None, reverse: false, ..case.clone() };
+        let case = Case {
+            lengths: None,
+            reverse: false,
+            ..case.clone()
+        };
         let out = run_cell::<Fam, f64>(&case)?;
         let g = &out.trace.gates;
         for gate in [0, 1, 3] {
-            prop_assert!(g.index_axis(Axis(2), gate).iter().all(|&v| (0.0..=1.0).contains(&v)), "gate {} out of [0, 1]", gate);
+            prop_assert!(
+                g.index_axis(Axis(2), gate)
+                    .iter()
+                    .all(|&v| (0.0..=1.0).contains(&v)),
+                "gate {} out of [0, 1]",
+                gate
+            );
         }
-        prop_assert!(g.index_axis(Axis(2), 2).iter().all(|&v| v.abs() <= 1.0), "candidate out of [-1, 1]");
+        prop_assert!(
+            g.index_axis(Axis(2), 2).iter().all(|&v| v.abs() <= 1.0),
+            "candidate out of [-1, 1]"
+        );
         if Fam::BOUNDED_H {
             prop_assert!(out.output.iter().all(|&v| v.abs() <= 1.0), "|h| > 1");
         }
         let (t, _) = case.tb();
         for k in 0..t {
-            let prev = if k == 0 { case.c0.view() } else { out.trace.cell.index_axis(Axis(0), k - 1) };
+            let prev = if k == 0 {
+                case.c0.view()
+            } else {
+                out.trace.cell.index_axis(Axis(0), k - 1)
+            };
             let now = out.trace.cell.index_axis(Axis(0), k);
-            prop_assert!(now.iter().zip(prev.iter()).all(|(&c, &p)| c.abs() <= p.abs() + 1.0 + 1e-12), "|c_t| > |c_(t-1)| + 1");
+            prop_assert!(
+                now.iter()
+                    .zip(prev.iter())
+                    .all(|(&c, &p)| c.abs() <= p.abs() + 1.0 + 1e-12),
+                "|c_t| > |c_(t-1)| + 1"
+            );
         }
         Ok(())
     });
@@ -415,7 +585,13 @@ pub fn check_finite_at_extremes<Fam: CellFamily>() {
     run::<Fam>("finite at +-100", 1.0, |case| {
         let x = case.x.mapv(|v| if v >= 0.0 { 100.0 } else { -100.0 });
         let case = Case { x, ..case.clone() };
-        for out in [run_cell::<Fam, f64>(&case)?.output.into_dyn(), run_cell::<Fam, f32>(&case)?.output.mapv(f64::from).into_dyn()] {
+        for out in [
+            run_cell::<Fam, f64>(&case)?.output.into_dyn(),
+            run_cell::<Fam, f32>(&case)?
+                .output
+                .mapv(f64::from)
+                .into_dyn(),
+        ] {
             prop_assert!(out.iter().all(|v| v.is_finite()), "non-finite output");
         }
         Ok(())
@@ -427,7 +603,15 @@ pub fn check_f32_close_to_f64<Fam: CellFamily>() {
     run::<Fam>("f32 ~ f64", 2.0, |case| {
         let lo = run_cell::<Fam, f32>(case)?;
         let hi = run_cell::<Fam, f64>(case)?;
-        let lo = Outcome { output: lo.output.mapv(f64::from), state: LstmState::new(lo.state.h().mapv(f64::from), lo.state.c().mapv(f64::from)).map_err(fail)?, trace: Trace { gates: lo.trace.gates.mapv(f64::from), cell: lo.trace.cell.mapv(f64::from) } };
+        let lo = Outcome {
+            output: lo.output.mapv(f64::from),
+            state: LstmState::new(lo.state.h().mapv(f64::from), lo.state.c().mapv(f64::from))
+                .map_err(fail)?,
+            trace: Trace {
+                gates: lo.trace.gates.mapv(f64::from),
+                cell: lo.trace.cell.mapv(f64::from),
+            },
+        };
         lo.assert_close(&hi, 1e-4)
     });
 }
@@ -435,8 +619,14 @@ pub fn check_f32_close_to_f64<Fam: CellFamily>() {
 /// Batch-first input gives the same numbers as time-major input.
 pub fn check_layouts_agree<Fam: CellFamily>() {
     run::<Fam>("batch-first == time-major", 2.0, |case| {
-        let a = run_cell::<Fam, f64>(&Case { batch_first: false, ..case.clone() })?;
-        let b = run_cell::<Fam, f64>(&Case { batch_first: true, ..case.clone() })?;
+        let a = run_cell::<Fam, f64>(&Case {
+            batch_first: false,
+            ..case.clone()
+        })?;
+        let b = run_cell::<Fam, f64>(&Case {
+            batch_first: true,
+            ..case.clone()
+        })?;
         a.assert_close(&b, 1e-12)
     });
 }
@@ -444,12 +634,32 @@ pub fn check_layouts_agree<Fam: CellFamily>() {
 /// Reverse on full-length input equals forward on the time-reversed input, flipped back.
 pub fn check_reverse_is_flipped_forward<Fam: CellFamily>() {
     run::<Fam>("reverse == flipped forward", 2.0, |case| {
-        let case = Case { lengths: None, ..case.clone() };
-        let rev = run_cell::<Fam, f64>(&Case { reverse: true, ..case.clone() })?;
-        let flipped = Case { reverse: false, x: case.x.slice(s![..;-1, .., ..]).to_owned(), ..case.clone() };
+        let case = Case {
+            lengths: None,
+            ..case.clone()
+        };
+        let rev = run_cell::<Fam, f64>(&Case {
+            reverse: true,
+            ..case.clone()
+        })?;
+        let flipped = Case {
+            reverse: false,
+            x: case.x.slice(s![..;-1, .., ..]).to_owned(),
+            ..case.clone()
+        };
         let fwd = run_cell::<Fam, f64>(&flipped)?;
-        close("reverse output", &rev.output.into_dyn(), &fwd.output.slice(s![..;-1, .., ..]).to_owned().into_dyn(), 1e-12)?;
-        close("reverse final c", &rev.state.c().to_owned().into_dyn(), &fwd.state.c().to_owned().into_dyn(), 1e-12)
+        close(
+            "reverse output",
+            &rev.output.into_dyn(),
+            &fwd.output.slice(s![..;-1, .., ..]).to_owned().into_dyn(),
+            1e-12,
+        )?;
+        close(
+            "reverse final c",
+            &rev.state.c().to_owned().into_dyn(),
+            &fwd.state.c().to_owned().into_dyn(),
+            1e-12,
+        )
     });
 }
 
@@ -458,11 +668,23 @@ pub fn check_reverse_is_flipped_forward<Fam: CellFamily>() {
 pub fn check_lengths_truncate<Fam: CellFamily>() {
     run::<Fam>("lengths", 2.0, |case| {
         let (t, b) = case.tb();
-        let lengths: Vec<usize> = case.lengths.clone().unwrap_or_else(|| (0..b).map(|r| (r * 3) % (t + 1)).collect());
-        let case = Case { lengths: Some(lengths.clone()), ..case.clone() };
+        let lengths: Vec<usize> = case
+            .lengths
+            .clone()
+            .unwrap_or_else(|| (0..b).map(|r| (r * 3) % (t + 1)).collect());
+        let case = Case {
+            lengths: Some(lengths.clone()),
+            ..case.clone()
+        };
         let out = run_cell::<Fam, f64>(&case)?;
         for (row, &len) in lengths.iter().enumerate() {
-            prop_assert!(out.output.slice(s![len.., row, ..]).iter().all(|&v| v == 0.0), "output past length is not zero");
+            prop_assert!(
+                out.output
+                    .slice(s![len.., row, ..])
+                    .iter()
+                    .all(|&v| v == 0.0),
+                "output past length is not zero"
+            );
             let cut = Case {
                 x: case.x.slice(s![..len, row..row + 1, ..]).to_owned(),
                 h0: case.h0.slice(s![row..row + 1, ..]).to_owned(),
@@ -471,8 +693,25 @@ pub fn check_lengths_truncate<Fam: CellFamily>() {
                 ..case.clone()
             };
             let one = run_cell::<Fam, f64>(&cut)?;
-            close("truncated output", &one.output.into_dyn(), &out.output.slice(s![..len, row..row + 1, ..]).to_owned().into_dyn(), 1e-12)?;
-            close("truncated final h", &one.state.h().to_owned().into_dyn(), &out.state.h().slice(s![row..row + 1, ..]).to_owned().into_dyn(), 1e-12)?;
+            close(
+                "truncated output",
+                &one.output.into_dyn(),
+                &out.output
+                    .slice(s![..len, row..row + 1, ..])
+                    .to_owned()
+                    .into_dyn(),
+                1e-12,
+            )?;
+            close(
+                "truncated final h",
+                &one.state.h().to_owned().into_dyn(),
+                &out.state
+                    .h()
+                    .slice(s![row..row + 1, ..])
+                    .to_owned()
+                    .into_dyn(),
+                1e-12,
+            )?;
         }
         Ok(())
     });
@@ -486,38 +725,87 @@ pub fn check_errors<Fam: CellFamily>() {
         let (i, h) = (cell.input_size(), cell.hidden_size());
         let opts = SeqOptions::default();
         let bad_x = Array3::<f64>::zeros((t, b, i + 1));
-        prop_assert!(is_err_kind(&cell.unroll(bad_x.view(), None, &opts), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(&cell.unroll(bad_x.view(), None, &opts), "Shape"),
+            "expected a Shape error"
+        );
         let x = case.x.view();
         let bad_state = LstmState::<f64>::zeros(b + 1, h, h);
-        prop_assert!(is_err_kind(&cell.unroll(x, Some(&bad_state), &opts), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(&cell.unroll(x, Some(&bad_state), &opts), "Shape"),
+            "expected a Shape error"
+        );
         let narrow = LstmState::<f64>::zeros(b, h + 1, h);
-        prop_assert!(is_err_kind(&cell.unroll(x, Some(&narrow), &opts), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(&cell.unroll(x, Some(&narrow), &opts), "Shape"),
+            "expected a Shape error"
+        );
         let too_long = vec![t + 1; b];
-        prop_assert!(is_err_kind(&cell.unroll(x, None, &opts.lengths(&too_long)), "Invalid"), "expected a Invalid error");
+        prop_assert!(
+            is_err_kind(&cell.unroll(x, None, &opts.lengths(&too_long)), "Invalid"),
+            "expected a Invalid error"
+        );
         let too_few = vec![0; b + 1];
-        prop_assert!(is_err_kind(&cell.unroll(x, None, &opts.lengths(&too_few)), "Invalid"), "expected a Invalid error");
+        prop_assert!(
+            is_err_kind(&cell.unroll(x, None, &opts.lengths(&too_few)), "Invalid"),
+            "expected a Invalid error"
+        );
         let mut st = cell.zero_state(b);
         let bad_step = Array2::<f64>::zeros((b, i + 2));
-        prop_assert!(is_err_kind(&cell.step(bad_step.view(), &mut st), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(&cell.step(bad_step.view(), &mut st), "Shape"),
+            "expected a Shape error"
+        );
         let mut gates = Array2::<f64>::zeros((b, 4 * h + 1));
         let x0 = Array2::<f64>::zeros((b, i));
-        prop_assert!(is_err_kind(&cell.step_into(x0.view(), &mut st, gates.view_mut(), &mut Workspace::new()), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(
+                &cell.step_into(x0.view(), &mut st, gates.view_mut(), &mut Workspace::new()),
+                "Shape"
+            ),
+            "expected a Shape error"
+        );
         let mut out = Array3::<f64>::zeros((t + 1, b, h));
-        prop_assert!(is_err_kind(&cell.unroll_into(x, &mut st, out.view_mut(), &opts, None, &mut Workspace::new()), "Shape"), "expected a Shape error");
+        prop_assert!(
+            is_err_kind(
+                &cell.unroll_into(
+                    x,
+                    &mut st,
+                    out.view_mut(),
+                    &opts,
+                    None,
+                    &mut Workspace::new()
+                ),
+                "Shape"
+            ),
+            "expected a Shape error"
+        );
         // A NaN weight and a parameter of the wrong shape are rejected at construction.
         for k in 0..case.params.len() {
             let mut p = case.params.clone();
             if let Some(v) = p[k].iter_mut().next() {
                 *v = f64::NAN;
-                prop_assert!(matches!(Fam::build::<f64>(&p), Err(LstmError::NonFinite { .. })), "NaN in parameter {} accepted", k);
+                prop_assert!(
+                    matches!(Fam::build::<f64>(&p), Err(LstmError::NonFinite { .. })),
+                    "NaN in parameter {} accepted",
+                    k
+                );
             }
             let mut p = case.params.clone();
             let mut shape = p[k].shape().to_vec();
             shape[0] += 1;
             p[k] = ArrayD::zeros(IxDyn(&shape));
-            prop_assert!(Fam::build::<f64>(&p).is_err(), "parameter {} of shape {:?} accepted", k, shape);
+            prop_assert!(
+                Fam::build::<f64>(&p).is_err(),
+                "parameter {} of shape {:?} accepted",
+                k,
+                shape
+            );
         }
-        prop_assert!(Fam::build::<f64>(&case.params[..case.params.len() - 1]).is_err(), "missing parameter accepted");
+        prop_assert!(
+            Fam::build::<f64>(&case.params[..case.params.len() - 1]).is_err(),
+            "missing parameter accepted"
+        );
         Ok(())
     });
 }
@@ -530,9 +818,14 @@ pub fn check_non_finite_inputs<Fam: CellFamily>() {
             *v = f64::NAN;
         }
         let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
-        let out = cell.unroll(x.view(), None, &SeqOptions::default()).map_err(fail)?;
+        let out = cell
+            .unroll(x.view(), None, &SeqOptions::default())
+            .map_err(fail)?;
         if !x.is_empty() {
-            prop_assert!(out.output.index_axis(Axis(0), 0).iter().any(|v| v.is_nan()), "NaN input vanished");
+            prop_assert!(
+                out.output.index_axis(Axis(0), 0).iter().any(|v| v.is_nan()),
+                "NaN input vanished"
+            );
         }
         Ok(())
     });
@@ -572,4 +865,63 @@ macro_rules! cell_suite {
             }
         )*
     };
+}
+
+/// A plain, unoptimised standard LSTM (split weights, loops only): the baseline of the benchmarks
+/// and an independent reference.
+#[derive(Clone, Debug)]
+pub struct PlainCell<F> {
+    /// `[4H, I]`.
+    pub w: Array2<F>,
+    /// `[4H, H]`.
+    pub u: Array2<F>,
+    /// `[4H]`.
+    pub b: ndarray::Array1<F>,
+}
+
+impl<F: Scalar> RecurrentCell<F> for PlainCell<F> {
+    fn input_size(&self) -> usize {
+        self.w.ncols()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.u.ncols()
+    }
+
+    fn step_unchecked(
+        &self,
+        x: ndarray::ArrayView2<'_, F>,
+        state: &mut LstmState<F>,
+        mut gates: ndarray::ArrayViewMut2<'_, F>,
+        _ws: &mut Workspace<F>,
+    ) {
+        let n = self.hidden_size();
+        let (mut h, mut c) = state.parts_mut();
+        for b in 0..x.nrows() {
+            for r in 0..4 * n {
+                let mut z = self.b[r];
+                for k in 0..x.ncols() {
+                    z = z + self.w[[r, k]] * x[[b, k]];
+                }
+                for k in 0..n {
+                    z = z + self.u[[r, k]] * h[[b, k]];
+                }
+                gates[[b, r]] = if r / n == 2 {
+                    z.tanh()
+                } else {
+                    crate::sigmoid(z)
+                };
+            }
+            for j in 0..n {
+                let (i, f, g, o) = (
+                    gates[[b, j]],
+                    gates[[b, n + j]],
+                    gates[[b, 2 * n + j]],
+                    gates[[b, 3 * n + j]],
+                );
+                c[[b, j]] = f * c[[b, j]] + i * g;
+                h[[b, j]] = o * c[[b, j]].tanh();
+            }
+        }
+    }
 }

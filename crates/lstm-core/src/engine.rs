@@ -17,7 +17,10 @@
 //! On a whole sequence it computes `x W_x + b` for every time step in one matrix product before
 //! the recurrence, so each step is one product with `W_r` and one fused pass over the gates.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, linalg::general_mat_mul, s};
+use ndarray::{
+    Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
+    linalg::general_mat_mul, s,
+};
 
 use crate::{
     Activation, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace, Workspace,
@@ -115,7 +118,11 @@ impl<'a, F: Scalar> EngineSpec<'a, F> {
 /// [`LstmError::NonFinite`] naming `what` and the first bad element.
 pub fn check_finite<'a, F: Scalar>(what: &str, a: impl IntoIterator<Item = &'a F>) -> Result<()> {
     match a.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((index, v)) => Err(LstmError::NonFinite { what: what.into(), index, value: v.f64() }),
+        Some((index, v)) => Err(LstmError::NonFinite {
+            what: what.into(),
+            index,
+            value: v.f64(),
+        }),
         None => Ok(()),
     }
 }
@@ -151,7 +158,11 @@ impl<F: Scalar> LstmEngine<F> {
     pub fn new(spec: EngineSpec<'_, F>) -> Result<Self> {
         let rows = spec.w_input.nrows();
         if rows == 0 || rows % 4 != 0 {
-            return Err(LstmError::shape("input weights", "[4H, I] with H >= 1", spec.w_input.shape()));
+            return Err(LstmError::shape(
+                "input weights",
+                "[4H, I] with H >= 1",
+                spec.w_input.shape(),
+            ));
         }
         let hidden = rows / 4;
         let input = spec.w_input.ncols();
@@ -161,7 +172,11 @@ impl<F: Scalar> LstmEngine<F> {
         let output = match spec.projection {
             Some(p) => {
                 if p.ncols() != hidden || p.nrows() == 0 {
-                    return Err(LstmError::shape("projection weights", format!("[P, {hidden}] with P >= 1"), p.shape()));
+                    return Err(LstmError::shape(
+                        "projection weights",
+                        format!("[P, {hidden}] with P >= 1"),
+                        p.shape(),
+                    ));
                 }
                 p.nrows()
             }
@@ -171,9 +186,17 @@ impl<F: Scalar> LstmEngine<F> {
             Recurrence::Hidden => output,
             Recurrence::Cell => hidden,
         };
-        crate::check_shape("recurrent weights", spec.w_recurrent.shape(), &[4 * hidden, r])?;
+        crate::check_shape(
+            "recurrent weights",
+            spec.w_recurrent.shape(),
+            &[4 * hidden, r],
+        )?;
         if spec.recurrence == Recurrence::Cell
-            && spec.w_recurrent.slice(s![2 * hidden..3 * hidden, ..]).iter().any(|v| !v.is_zero())
+            && spec
+                .w_recurrent
+                .slice(s![2 * hidden..3 * hidden, ..])
+                .iter()
+                .any(|v| !v.is_zero())
         {
             return Err(LstmError::invalid(
                 "recurrent weights",
@@ -197,7 +220,10 @@ impl<F: Scalar> LstmEngine<F> {
         }
         if let Some(c) = spec.gates.clip {
             if c.is_nan() || c < F::zero() {
-                return Err(LstmError::invalid("clip", format!("must be a non-negative number, got {c}")));
+                return Err(LstmError::invalid(
+                    "clip",
+                    format!("must be a non-negative number, got {c}"),
+                ));
             }
         }
         Ok(Self {
@@ -208,7 +234,9 @@ impl<F: Scalar> LstmEngine<F> {
             wr: spec.w_recurrent.t().as_standard_layout().into_owned(),
             bias,
             peep: spec.peephole.map(|p| p.to_owned()),
-            proj: spec.projection.map(|p| p.t().as_standard_layout().into_owned()),
+            proj: spec
+                .projection
+                .map(|p| p.t().as_standard_layout().into_owned()),
             recurrence: spec.recurrence,
             output_mode: spec.output_mode,
             gates: spec.gates,
@@ -251,7 +279,12 @@ impl<F: Scalar> LstmEngine<F> {
     }
 
     /// Adds `r W_r` to the pre-activations `z` and applies the fused gate pass, updating `state`.
-    fn recur_and_update(&self, mut z: ArrayViewMut2<'_, F>, state: &mut LstmState<F>, ws: &mut Workspace<F>) {
+    fn recur_and_update(
+        &self,
+        mut z: ArrayViewMut2<'_, F>,
+        state: &mut LstmState<F>,
+        ws: &mut Workspace<F>,
+    ) {
         let (b, h) = (state.batch(), self.hidden);
         {
             let rec = match self.recurrence {
@@ -264,11 +297,20 @@ impl<F: Scalar> LstmEngine<F> {
         let ([full], _, _) = ws.split([proj_len], 0);
         let (mut hv, mut cv) = state.parts_mut();
         for row in 0..b {
-            let zr = z.row_mut(row).into_slice().expect("gates are standard layout");
-            let cr = cv.row_mut(row).into_slice().expect("state is standard layout");
+            let zr = z
+                .row_mut(row)
+                .into_slice()
+                .expect("gates are standard layout");
+            let cr = cv
+                .row_mut(row)
+                .into_slice()
+                .expect("state is standard layout");
             let hr = match self.proj {
                 Some(_) => &mut full[row * h..(row + 1) * h],
-                None => hv.row_mut(row).into_slice().expect("state is standard layout"),
+                None => hv
+                    .row_mut(row)
+                    .into_slice()
+                    .expect("state is standard layout"),
             };
             self.fused_row(zr, cr, hr);
         }
@@ -298,7 +340,11 @@ impl<F: Scalar> LstmEngine<F> {
                 None => (F::zero(), F::zero(), F::zero()),
             };
             let i = g.f.apply(clip(zi[j] + pi * c_prev));
-            let f = if g.input_forget { F::one() - i } else { g.f.apply(clip(zf[j] + pf * c_prev)) };
+            let f = if g.input_forget {
+                F::one() - i
+            } else {
+                g.f.apply(clip(zf[j] + pf * c_prev))
+            };
             let cand = g.g.apply(clip(zg[j]));
             let c_new = f * c_prev + i * cand;
             let o = g.f.apply(clip(zo[j] + po * c_new));
@@ -317,18 +363,23 @@ impl<F: Scalar> LstmEngine<F> {
 
 /// A cell whose computation is an [`LstmEngine`]; every such cell is a [`RecurrentCell`] with
 /// the engine's fast whole-sequence path.
-pub trait EngineCell<F> {
+pub trait EngineCell {
+    /// The element type.
+    type Elem: Scalar;
+
     /// The engine.
-    fn engine(&self) -> &LstmEngine<F>;
+    fn engine(&self) -> &LstmEngine<Self::Elem>;
 }
 
-impl<F: Scalar> EngineCell<F> for LstmEngine<F> {
+impl<F: Scalar> EngineCell for LstmEngine<F> {
+    type Elem = F;
+
     fn engine(&self) -> &LstmEngine<F> {
         self
     }
 }
 
-impl<F: Scalar, C: EngineCell<F>> RecurrentCell<F> for C {
+impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
     fn input_size(&self) -> usize {
         self.engine().input
     }
@@ -372,7 +423,9 @@ impl<F: Scalar, C: EngineCell<F>> RecurrentCell<F> for C {
         if batch_major {
             // Batch-first memory: one product over [B*T, I], stored as [B, T, 4H].
             let x = input.permuted_axes([1, 0, 2]);
-            let x = x.into_shape_with_order((b * t, e.input)).expect("standard layout");
+            let x = x
+                .into_shape_with_order((b * t, e.input))
+                .expect("standard layout");
             let mut p = ArrayViewMut2::from_shape((b * t, g4), &mut *pre).expect("sized");
             p.assign(&e.bias);
             general_mat_mul(F::one(), &x, &e.wx, F::one(), &mut p);
@@ -380,7 +433,9 @@ impl<F: Scalar, C: EngineCell<F>> RecurrentCell<F> for C {
             let mut p = ArrayViewMut3::from_shape((t, b, g4), &mut *pre).expect("sized");
             p.assign(&e.bias);
             if let Ok(x) = input.view().into_shape_with_order((t * b, e.input)) {
-                let mut p = p.into_shape_with_order((t * b, g4)).expect("standard layout");
+                let mut p = p
+                    .into_shape_with_order((t * b, g4))
+                    .expect("standard layout");
                 general_mat_mul(F::one(), &x, &e.wx, F::one(), &mut p);
             } else {
                 for (xt, mut pt) in input.outer_iter().zip(p.outer_iter_mut()) {
@@ -389,18 +444,34 @@ impl<F: Scalar, C: EngineCell<F>> RecurrentCell<F> for C {
             }
         }
         let pre = &*pre;
-        let row_of = |tt: usize, bb: usize| if batch_major { bb * t + tt } else { tt * b + bb };
-        unroll::drive(t, e.hidden, opts, state, output, trace, ws, 0, |times, state, mut z, _, ws| {
-            for (bb, &tt) in times.iter().enumerate() {
-                let dst = z.row_mut(bb).into_slice().expect("standard layout");
-                if tt == INACTIVE {
-                    dst.fill(F::zero());
-                } else {
-                    let r = row_of(tt, bb);
-                    dst.copy_from_slice(&pre[r * g4..(r + 1) * g4]);
-                }
+        let row_of = |tt: usize, bb: usize| {
+            if batch_major {
+                bb * t + tt
+            } else {
+                tt * b + bb
             }
-            e.recur_and_update(z, state, ws);
-        });
+        };
+        unroll::drive(
+            t,
+            e.hidden,
+            opts,
+            state,
+            output,
+            trace,
+            ws,
+            0,
+            |times, state, mut z, _, ws| {
+                for (bb, &tt) in times.iter().enumerate() {
+                    let dst = z.row_mut(bb).into_slice().expect("standard layout");
+                    if tt == INACTIVE {
+                        dst.fill(F::zero());
+                    } else {
+                        let r = row_of(tt, bb);
+                        dst.copy_from_slice(&pre[r * g4..(r + 1) * g4]);
+                    }
+                }
+                e.recur_and_update(z, state, ws);
+            },
+        );
     }
 }

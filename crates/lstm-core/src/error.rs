@@ -71,17 +71,27 @@ pub fn fmt_shape(shape: &[usize]) -> String {
 impl LstmError {
     /// A [`LstmError::Shape`] from a description of the expected shape and the given one.
     pub fn shape(what: impl Display, expected: impl Display, got: &[usize]) -> Self {
-        LstmError::Shape { what: what.to_string(), expected: expected.to_string(), got: fmt_shape(got) }
+        LstmError::Shape {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            got: fmt_shape(got),
+        }
     }
 
     /// A [`LstmError::Invalid`].
     pub fn invalid(what: impl Display, reason: impl Display) -> Self {
-        LstmError::Invalid { what: what.to_string(), reason: reason.to_string() }
+        LstmError::Invalid {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// A [`LstmError::Format`].
     pub fn format(source_name: impl Display, reason: impl Display) -> Self {
-        LstmError::Format { source_name: source_name.to_string(), reason: reason.to_string() }
+        LstmError::Format {
+            source_name: source_name.to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// A [`LstmError::Unsupported`].

@@ -150,9 +150,7 @@ impl<F: Scalar> Activation<F> {
                 }
             }
             Activation::ScaledTanh { alpha, beta } => alpha * (beta * x).tanh(),
-            Activation::HardSigmoid { alpha, beta } => {
-                (alpha * x + beta).max(zero).min(F::one())
-            }
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).max(zero).min(F::one()),
             Activation::Elu { alpha } => {
                 if x >= zero {
                     x
@@ -221,9 +219,18 @@ impl<F: Scalar> Activation<F> {
             "leakyrelu" => Activation::LeakyRelu { alpha: p(0) },
             "thresholdedrelu" => Activation::ThresholdedRelu { alpha: p(0) },
             "elu" => Activation::Elu { alpha: p(0) },
-            "affine" => Activation::Affine { alpha: p(0), beta: p(1) },
-            "scaledtanh" => Activation::ScaledTanh { alpha: p(0), beta: p(1) },
-            _ => Activation::HardSigmoid { alpha: p(0), beta: p(1) },
+            "affine" => Activation::Affine {
+                alpha: p(0),
+                beta: p(1),
+            },
+            "scaledtanh" => Activation::ScaledTanh {
+                alpha: p(0),
+                beta: p(1),
+            },
+            _ => Activation::HardSigmoid {
+                alpha: p(0),
+                beta: p(1),
+            },
         })
     }
 
@@ -234,15 +241,22 @@ impl<F: Scalar> Activation<F> {
             Activation::Sigmoid => Activation::Sigmoid,
             Activation::Tanh => Activation::Tanh,
             Activation::Relu => Activation::Relu,
-            Activation::Affine { alpha, beta } => Activation::Affine { alpha: c(alpha), beta: c(beta) },
+            Activation::Affine { alpha, beta } => Activation::Affine {
+                alpha: c(alpha),
+                beta: c(beta),
+            },
             Activation::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: c(alpha) },
-            Activation::ThresholdedRelu { alpha } => Activation::ThresholdedRelu { alpha: c(alpha) },
-            Activation::ScaledTanh { alpha, beta } => {
-                Activation::ScaledTanh { alpha: c(alpha), beta: c(beta) }
+            Activation::ThresholdedRelu { alpha } => {
+                Activation::ThresholdedRelu { alpha: c(alpha) }
             }
-            Activation::HardSigmoid { alpha, beta } => {
-                Activation::HardSigmoid { alpha: c(alpha), beta: c(beta) }
-            }
+            Activation::ScaledTanh { alpha, beta } => Activation::ScaledTanh {
+                alpha: c(alpha),
+                beta: c(beta),
+            },
+            Activation::HardSigmoid { alpha, beta } => Activation::HardSigmoid {
+                alpha: c(alpha),
+                beta: c(beta),
+            },
             Activation::Elu { alpha } => Activation::Elu { alpha: c(alpha) },
             Activation::Softsign => Activation::Softsign,
             Activation::Softplus => Activation::Softplus,

@@ -17,7 +17,10 @@ pub struct SplitMix64 {
 impl SplitMix64 {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed, spare: None }
+        Self {
+            state: seed,
+            spare: None,
+        }
     }
 
     /// The next 64 random bits.
@@ -54,7 +57,11 @@ impl SplitMix64 {
 
     /// An array of the given shape, uniform in `[-scale, scale)` (PyTorch's LSTM initialisation
     /// uses `scale = 1 / sqrt(H)`).
-    pub fn uniform_array<F: Scalar, Sh: IntoDimension>(&mut self, shape: Sh, scale: f64) -> Array<F, Sh::Dim>
+    pub fn uniform_array<F: Scalar, Sh: IntoDimension>(
+        &mut self,
+        shape: Sh,
+        scale: f64,
+    ) -> Array<F, Sh::Dim>
     where
         Sh::Dim: Dimension,
     {

@@ -10,6 +10,7 @@ mod readout;
 mod scalar;
 mod state;
 pub mod unroll;
+pub mod workload;
 mod workspace;
 
 #[cfg(feature = "dev")]

@@ -22,7 +22,11 @@ impl<F: Scalar> Readout<F> {
     /// matrix, [`LstmError::NonFinite`] for a non-finite weight.
     pub fn new(w: Array2<F>, b: Array1<F>, softmax: bool) -> Result<Self> {
         if w.is_empty() {
-            return Err(LstmError::shape("read-out weights", "[K, P] with K, P >= 1", w.shape()));
+            return Err(LstmError::shape(
+                "read-out weights",
+                "[K, P] with K, P >= 1",
+                w.shape(),
+            ));
         }
         check_shape("read-out bias", b.shape(), &[w.nrows()])?;
         check_finite("read-out weights", w.iter())?;
@@ -41,7 +45,11 @@ impl<F: Scalar> Readout<F> {
     /// [`LstmError::Shape`] when `P` does not match.
     pub fn apply(&self, h: ArrayView2<'_, F>) -> Result<Array2<F>> {
         if h.ncols() != self.w.ncols() {
-            return Err(LstmError::shape("read-out input", format!("[N, {}]", self.w.ncols()), h.shape()));
+            return Err(LstmError::shape(
+                "read-out input",
+                format!("[N, {}]", self.w.ncols()),
+                h.shape(),
+            ));
         }
         let mut y = h.dot(&self.w.t()) + &self.b;
         if self.softmax {
@@ -62,8 +70,13 @@ impl<F: Scalar> Readout<F> {
     /// [`LstmError::Shape`] when `P` does not match.
     pub fn apply_sequence(&self, h: ArrayView3<'_, F>) -> Result<Array3<F>> {
         let (a, b, p) = h.dim();
-        let flat = h.as_standard_layout().into_owned().into_shape_with_order((a * b, p)).map_err(|e| LstmError::invalid("read-out input", e))?;
+        let flat = h
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((a * b, p))
+            .map_err(|e| LstmError::invalid("read-out input", e))?;
         let y = self.apply(flat.view())?;
-        y.into_shape_with_order((a, b, self.outputs())).map_err(|e| LstmError::invalid("read-out output", e))
+        y.into_shape_with_order((a, b, self.outputs()))
+            .map_err(|e| LstmError::invalid("read-out output", e))
     }
 }

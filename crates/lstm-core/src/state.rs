@@ -27,12 +27,18 @@ impl<F: Scalar> LstmState<F> {
                 got: fmt_shape(c.shape()),
             });
         }
-        Ok(Self { h: h.as_standard_layout().into_owned(), c: c.as_standard_layout().into_owned() })
+        Ok(Self {
+            h: h.as_standard_layout().into_owned(),
+            c: c.as_standard_layout().into_owned(),
+        })
     }
 
     /// The all-zero state for `batch` rows, `output` wide h and `hidden` wide c.
     pub fn zeros(batch: usize, output: usize, hidden: usize) -> Self {
-        Self { h: Array2::zeros((batch, output)), c: Array2::zeros((batch, hidden)) }
+        Self {
+            h: Array2::zeros((batch, output)),
+            c: Array2::zeros((batch, hidden)),
+        }
     }
 
     /// The hidden state `h [B, P]`.
@@ -66,10 +72,16 @@ impl<F: Scalar> LstmState<F> {
     /// [`LstmError::Invalid`] when `row >= B`.
     pub fn row(&self, row: usize) -> Result<Self> {
         if row >= self.batch() {
-            return Err(LstmError::invalid("row", format!("{row} is out of range for batch {}", self.batch())));
+            return Err(LstmError::invalid(
+                "row",
+                format!("{row} is out of range for batch {}", self.batch()),
+            ));
         }
         let take = |a: &Array2<F>| a.slice(ndarray::s![row..row + 1, ..]).to_owned();
-        Ok(Self { h: take(&self.h), c: take(&self.c) })
+        Ok(Self {
+            h: take(&self.h),
+            c: take(&self.c),
+        })
     }
 
     /// Checks the state against the expected `B`, `P` and `H`.

@@ -59,7 +59,10 @@ pub fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<()
     if lengths.len() != batch {
         return Err(LstmError::invalid(
             "sequence lengths",
-            format!("expected one length per batch row ({batch}), got {}", lengths.len()),
+            format!(
+                "expected one length per batch row ({batch}), got {}",
+                lengths.len()
+            ),
         ));
     }
     if let Some((b, &l)) = lengths.iter().enumerate().find(|&(_, &l)| l > steps) {
@@ -74,6 +77,9 @@ pub fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<()
 /// The default whole-sequence path: one [`RecurrentCell::step_unchecked`] per time step.
 ///
 /// Shapes are trusted (see [`RecurrentCell::sequence_unchecked`]).
+///
+/// # Panics
+/// When the shapes break that contract (the validated entry points never do).
 pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
@@ -84,15 +90,25 @@ pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     ws: &mut Workspace<F>,
 ) {
     let (b, i) = (input.len_of(Axis(1)), input.len_of(Axis(2)));
-    drive(input.len_of(Axis(0)), cell.hidden_size(), opts, state, output, trace, ws, b * i, |times, state, z, xbuf, ws| {
-        let mut x = ArrayViewMut2::from_shape((b, i), xbuf).expect("buffer sized B*I");
-        for (row, &t) in times.iter().enumerate() {
-            if t != INACTIVE {
-                x.row_mut(row).assign(&input.slice(s![t, row, ..]));
+    drive(
+        input.len_of(Axis(0)),
+        cell.hidden_size(),
+        opts,
+        state,
+        output,
+        trace,
+        ws,
+        b * i,
+        |times, state, z, xbuf, ws| {
+            let mut x = ArrayViewMut2::from_shape((b, i), xbuf).expect("buffer sized B*I");
+            for (row, &t) in times.iter().enumerate() {
+                if t != INACTIVE {
+                    x.row_mut(row).assign(&input.slice(s![t, row, ..]));
+                }
             }
-        }
-        cell.step_unchecked(x.view(), state, z, ws);
-    });
+            cell.step_unchecked(x.view(), state, z, ws);
+        },
+    );
 }
 
 /// The shared schedule of a sequence run.
@@ -102,6 +118,10 @@ pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 /// and update the state of every row (rows that are inactive are restored afterwards). `scratch`
 /// has `scratch_len` elements for the caller's own use. Then it writes each active row's `h` to
 /// `output[t, b]` and, when tracing, the gates and `c` to the trace.
+///
+/// # Panics
+/// When `output`, `trace` or `opts.lengths` do not fit `steps` and the state's batch (the
+/// validated entry points never pass such arguments).
 #[allow(clippy::too_many_arguments)]
 pub fn drive<F: Scalar>(
     steps: usize,
@@ -147,8 +167,14 @@ pub fn drive<F: Scalar>(
             let (hs, cs) = saved.split_at(batch * p);
             for (b, &t) in times.iter().enumerate() {
                 if t == INACTIVE {
-                    hv.row_mut(b).as_slice_mut().expect("standard layout").copy_from_slice(&hs[b * p..(b + 1) * p]);
-                    cv.row_mut(b).as_slice_mut().expect("standard layout").copy_from_slice(&cs[b * h..(b + 1) * h]);
+                    hv.row_mut(b)
+                        .as_slice_mut()
+                        .expect("standard layout")
+                        .copy_from_slice(&hs[b * p..(b + 1) * p]);
+                    cv.row_mut(b)
+                        .as_slice_mut()
+                        .expect("standard layout")
+                        .copy_from_slice(&cs[b * h..(b + 1) * h]);
                 }
             }
         }

@@ -14,7 +14,11 @@ pub struct Workspace<F> {
 impl<F: Copy + Default> Workspace<F> {
     /// An empty workspace.
     pub fn new() -> Self {
-        Self { buf: Vec::new(), idx: Vec::new(), child: None }
+        Self {
+            buf: Vec::new(),
+            idx: Vec::new(),
+            child: None,
+        }
     }
 
     /// `N` disjoint zero-initialised slices of the given lengths, an index buffer of `idx_len`

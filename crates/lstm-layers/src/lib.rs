@@ -1,1 +1,4 @@
-//! stub
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+pub mod npy;

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, ArrayView1, ArrayView2, s};
-use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, OutputMode, Recurrence, Result, Scalar};
+use lstm_core::{
+    EngineCell, EngineSpec, LstmEngine, LstmError, OutputMode, Recurrence, Result, Scalar,
+};
 
 pub use lstm_core::{
     self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
@@ -28,6 +31,17 @@ pub struct StateGatedCell<F> {
 }
 
 impl<F: Scalar> StateGatedCell<F> {
+    /// A cell with random weights and bias, uniform in `[-1/sqrt(H), 1/sqrt(H))`.
+    ///
+    /// # Errors
+    /// An [`LstmError`] when `input` or `hidden` is zero.
+    pub fn random(input: usize, hidden: usize, rng: &mut SplitMix64) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let w = rng.uniform_array::<F, _>((4 * hidden, input), k);
+        let u = rng.uniform_array::<F, _>((3 * hidden, hidden), k);
+        let b = rng.uniform_array::<F, _>(4 * hidden, k);
+        Self::new(w.view(), u.view(), b.view())
+    }
     /// A cell from `W [4H, I]` (i, f, g, o), `U [3H, H]` (i, f, o, acting on `c_{t-1}`) and
     /// `b [4H]`.
     ///
@@ -37,20 +51,28 @@ impl<F: Scalar> StateGatedCell<F> {
     pub fn new(w: ArrayView2<'_, F>, u: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
         let rows = w.nrows();
         if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
-            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+            return Err(LstmError::shape(
+                "input weights W",
+                "[4H, I] with H, I >= 1",
+                w.shape(),
+            ));
         }
         let h = rows / 4;
         lstm_core::check_shape("cell-state weights U", u.shape(), &[3 * h, h])?;
         lstm_core::check_shape("bias b", b.shape(), &[rows])?;
         lstm_core::engine::check_finite("cell-state weights U", u.iter())?;
         let mut full = Array2::zeros((rows, h));
-        full.slice_mut(s![..2 * h, ..]).assign(&u.slice(s![..2 * h, ..]));
-        full.slice_mut(s![3 * h.., ..]).assign(&u.slice(s![2 * h.., ..]));
+        full.slice_mut(s![..2 * h, ..])
+            .assign(&u.slice(s![..2 * h, ..]));
+        full.slice_mut(s![3 * h.., ..])
+            .assign(&u.slice(s![2 * h.., ..]));
         let mut spec = EngineSpec::standard(w, full.view());
         spec.biases.push(b);
         spec.recurrence = Recurrence::Cell;
         spec.output_mode = OutputMode::SquashGated;
-        Ok(Self { engine: LstmEngine::new(spec)? })
+        Ok(Self {
+            engine: LstmEngine::new(spec)?,
+        })
     }
 
     /// `W [4H, I]`.
@@ -63,8 +85,10 @@ impl<F: Scalar> StateGatedCell<F> {
         let full = self.engine.w_recurrent();
         let h = full.ncols();
         let mut u = Array2::zeros((3 * h, h));
-        u.slice_mut(s![..2 * h, ..]).assign(&full.slice(s![..2 * h, ..]));
-        u.slice_mut(s![2 * h.., ..]).assign(&full.slice(s![3 * h.., ..]));
+        u.slice_mut(s![..2 * h, ..])
+            .assign(&full.slice(s![..2 * h, ..]));
+        u.slice_mut(s![2 * h.., ..])
+            .assign(&full.slice(s![3 * h.., ..]));
         u
     }
 }
@@ -87,6 +111,18 @@ pub struct PeepholeCell<F> {
 }
 
 impl<F: Scalar> PeepholeCell<F> {
+    /// A cell with random weights, bias and peepholes, uniform in `[-1/sqrt(H), 1/sqrt(H))`.
+    ///
+    /// # Errors
+    /// An [`LstmError`] when `input` or `hidden` is zero.
+    pub fn random(input: usize, hidden: usize, rng: &mut SplitMix64) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let w = rng.uniform_array::<F, _>((4 * hidden, input), k);
+        let u = rng.uniform_array::<F, _>((4 * hidden, hidden), k);
+        let b = rng.uniform_array::<F, _>(4 * hidden, k);
+        let p = rng.uniform_array::<F, _>((3, hidden), k);
+        Self::new(w.view(), u.view(), Some(b.view()), p.view())
+    }
     /// A cell from `W [4H, I]`, `U [4H, H]`, an optional bias `b [4H]` and peepholes `p [3, H]`
     /// (i, f, o).
     ///
@@ -101,7 +137,11 @@ impl<F: Scalar> PeepholeCell<F> {
     ) -> Result<Self> {
         let rows = w.nrows();
         if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
-            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+            return Err(LstmError::shape(
+                "input weights W",
+                "[4H, I] with H, I >= 1",
+                w.shape(),
+            ));
         }
         let h = rows / 4;
         lstm_core::check_shape("recurrent weights U", u.shape(), &[rows, h])?;
@@ -112,7 +152,10 @@ impl<F: Scalar> PeepholeCell<F> {
             spec.biases.push(b);
         }
         spec.peephole = Some(p);
-        Ok(Self { engine: LstmEngine::new(spec)?, p: p.to_owned() })
+        Ok(Self {
+            engine: LstmEngine::new(spec)?,
+            p: p.to_owned(),
+        })
     }
 
     /// `W [4H, I]`.
@@ -131,13 +174,17 @@ impl<F: Scalar> PeepholeCell<F> {
     }
 }
 
-impl<F: Scalar> EngineCell<F> for StateGatedCell<F> {
+impl<F: Scalar> EngineCell for StateGatedCell<F> {
+    type Elem = F;
+
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }
 }
 
-impl<F: Scalar> EngineCell<F> for PeepholeCell<F> {
+impl<F: Scalar> EngineCell for PeepholeCell<F> {
+    type Elem = F;
+
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }

@@ -5,8 +5,6 @@ use lstm_core::ndarray::ArrayD;
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 
-
-
 fn dot(row: impl Iterator<Item = f64>, v: &[f64]) -> f64 {
     row.zip(v).map(|(a, b)| a * b).sum()
 }
@@ -32,7 +30,9 @@ mod state_gated {
         }
 
         fn build<F: Scalar>(p: &[ArrayD<F>]) -> Result<StateGatedCell<F>> {
-            let [w, u, b] = p else { return Err(LstmError::invalid("params", "need W, U, b")) };
+            let [w, u, b] = p else {
+                return Err(LstmError::invalid("params", "need W, U, b"));
+            };
             StateGatedCell::new(m(w)?, m(u)?, v(b)?)
         }
 
@@ -40,9 +40,23 @@ mod state_gated {
         fn reference_step(p: &[ArrayD<f64>], x: &[f64], _h: &[f64], c: &[f64]) -> RefStep {
             let (w, u, b) = (&p[0], &p[1], &p[2]);
             let n = c.len();
-            let wx = |r: usize| dot(w.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(), x);
-            let uc = |r: usize| dot(u.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(), c);
-            let mut out = RefStep { h: vec![], c: vec![], gates: Default::default() };
+            let wx = |r: usize| {
+                dot(
+                    w.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(),
+                    x,
+                )
+            };
+            let uc = |r: usize| {
+                dot(
+                    u.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(),
+                    c,
+                )
+            };
+            let mut out = RefStep {
+                h: vec![],
+                c: vec![],
+                gates: Default::default(),
+            };
             for j in 0..n {
                 let i = sigmoid(wx(j) + uc(j) + b[[j]]);
                 let f = sigmoid(wx(n + j) + uc(n + j) + b[[n + j]]);
@@ -71,7 +85,9 @@ mod peephole {
         }
 
         fn build<F: Scalar>(p: &[ArrayD<F>]) -> Result<PeepholeCell<F>> {
-            let [w, u, b, pp] = p else { return Err(LstmError::invalid("params", "need W, U, b, p")) };
+            let [w, u, b, pp] = p else {
+                return Err(LstmError::invalid("params", "need W, U, b, p"));
+            };
             PeepholeCell::new(m(w)?, m(u)?, Some(v(b)?), m(pp)?)
         }
 
@@ -80,11 +96,19 @@ mod peephole {
             let (w, u, b, pp) = (&p[0], &p[1], &p[2], &p[3]);
             let n = c.len();
             let z = |r: usize| {
-                dot(w.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(), x)
-                    + dot(u.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(), h)
-                    + b[[r]]
+                dot(
+                    w.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(),
+                    x,
+                ) + dot(
+                    u.index_axis(lstm_core::ndarray::Axis(0), r).iter().copied(),
+                    h,
+                ) + b[[r]]
             };
-            let mut out = RefStep { h: vec![], c: vec![], gates: Default::default() };
+            let mut out = RefStep {
+                h: vec![],
+                c: vec![],
+                gates: Default::default(),
+            };
             for j in 0..n {
                 let i = sigmoid(z(j) + pp[[0, j]] * c[j]);
                 let f = sigmoid(z(n + j) + pp[[1, j]] * c[j]);

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
 use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
 
@@ -26,6 +27,19 @@ pub struct SplitCell<F> {
 }
 
 impl<F: Scalar> SplitCell<F> {
+    /// A cell with random weights and biases, uniform in `[-1/sqrt(H), 1/sqrt(H))` as PyTorch
+    /// initialises an LSTM.
+    ///
+    /// # Errors
+    /// An [`LstmError`] when `input` or `hidden` is zero.
+    pub fn random(input: usize, hidden: usize, rng: &mut SplitMix64) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let w = rng.uniform_array::<F, _>((4 * hidden, input), k);
+        let u = rng.uniform_array::<F, _>((4 * hidden, hidden), k);
+        let b_w = rng.uniform_array::<F, _>(4 * hidden, k);
+        let b_u = rng.uniform_array::<F, _>(4 * hidden, k);
+        Self::new(w.view(), u.view(), Some(b_w.view()), Some(b_u.view()))
+    }
     /// A cell from `W [4H, I]`, `U [4H, H]` and the optional biases `b_w [4H]`, `b_u [4H]`
     /// (absent biases are zero).
     ///
@@ -40,7 +54,11 @@ impl<F: Scalar> SplitCell<F> {
     ) -> Result<Self> {
         let rows = w.nrows();
         if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
-            return Err(LstmError::shape("input weights W", "[4H, I] with H, I >= 1", w.shape()));
+            return Err(LstmError::shape(
+                "input weights W",
+                "[4H, I] with H, I >= 1",
+                w.shape(),
+            ));
         }
         let h = rows / 4;
         lstm_core::check_shape("recurrent weights U", u.shape(), &[rows, h])?;
@@ -51,7 +69,11 @@ impl<F: Scalar> SplitCell<F> {
                 spec.biases.push(b);
             }
         }
-        Ok(Self { engine: LstmEngine::new(spec)?, b_w: b_w.map(|b| b.to_owned()), b_u: b_u.map(|b| b.to_owned()) })
+        Ok(Self {
+            engine: LstmEngine::new(spec)?,
+            b_w: b_w.map(|b| b.to_owned()),
+            b_u: b_u.map(|b| b.to_owned()),
+        })
     }
 
     /// The cell computing the same function as the concatenated cell `W_cat [4H, H + I]`
@@ -67,7 +89,10 @@ impl<F: Scalar> SplitCell<F> {
     /// The concatenated form `(W_cat [4H, H + I], b = b_w + b_u)` of this cell.
     pub fn to_concatenated(&self) -> (Array2<F>, Array1<F>) {
         let e = &self.engine;
-        (concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default(), e.bias().to_owned())
+        (
+            concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default(),
+            e.bias().to_owned(),
+        )
     }
 
     /// `W [4H, I]`.
@@ -95,16 +120,24 @@ impl<F: Scalar> SplitCell<F> {
 ///
 /// # Errors
 /// [`LstmError::Shape`] when `W_cat` is not `[4H, H + I]` with `H, I >= 1`.
-pub fn split_concatenated<F: Scalar>(w_cat: ArrayView2<'_, F>) -> Result<(ArrayView2<'_, F>, ArrayView2<'_, F>)> {
+pub fn split_concatenated<F: Scalar>(
+    w_cat: ArrayView2<'_, F>,
+) -> Result<(ArrayView2<'_, F>, ArrayView2<'_, F>)> {
     let rows = w_cat.nrows();
     let h = rows / 4;
     if rows == 0 || rows % 4 != 0 || w_cat.ncols() <= h {
-        return Err(LstmError::shape("concatenated weights", "[4H, H + I] with H, I >= 1", w_cat.shape()));
+        return Err(LstmError::shape(
+            "concatenated weights",
+            "[4H, H + I] with H, I >= 1",
+            w_cat.shape(),
+        ));
     }
     Ok((w_cat.slice_move(s![.., h..]), w_cat.slice_move(s![.., ..h])))
 }
 
-impl<F: Scalar> EngineCell<F> for SplitCell<F> {
+impl<F: Scalar> EngineCell for SplitCell<F> {
+    type Elem = F;
+
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }

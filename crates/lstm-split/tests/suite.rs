@@ -7,7 +7,6 @@ use lstm_split::SplitCell;
 
 struct Split;
 
-
 impl CellFamily for Split {
     type Cell<F: Scalar> = SplitCell<F>;
 
@@ -16,7 +15,9 @@ impl CellFamily for Split {
     }
 
     fn build<F: Scalar>(p: &[ArrayD<F>]) -> Result<SplitCell<F>> {
-        let [w, u, bw, bu] = p else { return Err(LstmError::invalid("params", "need W, U, b_w, b_u")) };
+        let [w, u, bw, bu] = p else {
+            return Err(LstmError::invalid("params", "need W, U, b_w, b_u"));
+        };
         SplitCell::new(m(w)?, m(u)?, Some(v(bw)?), Some(v(bu)?))
     }
 
@@ -30,7 +31,11 @@ impl CellFamily for Split {
             let uh: f64 = h.iter().enumerate().map(|(k, hv)| u[[r, k]] * hv).sum();
             wx + bw[[r]] + uh + bu[[r]]
         };
-        let mut out = RefStep { h: vec![], c: vec![], gates: Default::default() };
+        let mut out = RefStep {
+            h: vec![],
+            c: vec![],
+            gates: Default::default(),
+        };
         for j in 0..n {
             let i = sigmoid(pre(0, j));
             let f = sigmoid(pre(1, j));
