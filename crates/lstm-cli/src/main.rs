@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 
 mod demo;
+mod run;
 
 /// An error of the command line: bad usage, or an error from the library.
 #[derive(Debug)]
@@ -64,11 +65,12 @@ fn main() -> ExitCode {
 fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
-        print!("{HELP}");
+        print!("{HELP}{}", run::HELP);
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
     match cmd.to_string_lossy().as_ref() {
+        "run" => run::run(&run::parse(lexopt::Parser::from_args(rest))?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -78,7 +80,7 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            print!("{HELP}");
+            print!("{HELP}{}", run::HELP);
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

@@ -1,4 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+pub mod convert;
 pub mod npy;
+pub mod onnx;
+mod stack;
+pub mod torch;
+
+pub use stack::{EmptyFinalState, LstmStack, StackOptions, StackOutput};

@@ -1,0 +1,248 @@
+//! `lstm run`: a PyTorch (safetensors) or ONNX model over `.npy` inputs.
+
+use std::path::{Path, PathBuf};
+
+use lexopt::prelude::*;
+use lstm_core::ndarray::{ArrayD, Ix1, Ix3};
+use lstm_core::{Layout, LstmError, Scalar};
+use lstm_layers::npy::{self, NpyArray, NpyElement};
+use lstm_layers::{StackOptions, onnx, torch};
+
+use crate::{CliError, CliResult};
+
+/// Parsed arguments of `lstm run`.
+#[derive(Debug, Default)]
+pub struct RunArgs {
+    model: Option<PathBuf>,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    initial_h: Option<PathBuf>,
+    initial_c: Option<PathBuf>,
+    final_h: Option<PathBuf>,
+    final_c: Option<PathBuf>,
+    sequence_lens: Option<PathBuf>,
+    batch_first: bool,
+    prefix: Option<String>,
+}
+
+pub const HELP: &str = "\
+    lstm run --model MODEL --input X.npy --output Y.npy
+             [--initial-h H0.npy] [--initial-c C0.npy] [--final-h HN.npy] [--final-c CN.npy]
+             [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.]
+        Run a PyTorch nn.LSTM (state_dict saved as .safetensors) or an ONNX model with one LSTM
+        node (.onnx). float32 input computes in float32, float64 in float64.
+";
+
+/// Parses the arguments after `run`.
+pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
+    let mut a = RunArgs::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("model") => a.model = Some(p.value()?.into()),
+            Long("input") => a.input = Some(p.value()?.into()),
+            Long("output") => a.output = Some(p.value()?.into()),
+            Long("initial-h") => a.initial_h = Some(p.value()?.into()),
+            Long("initial-c") => a.initial_c = Some(p.value()?.into()),
+            Long("final-h") => a.final_h = Some(p.value()?.into()),
+            Long("final-c") => a.final_c = Some(p.value()?.into()),
+            Long("sequence-lens") => a.sequence_lens = Some(p.value()?.into()),
+            Long("batch-first") => a.batch_first = true,
+            Long("prefix") => a.prefix = Some(p.value()?.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(a)
+}
+
+fn required<'a>(v: &'a Option<PathBuf>, flag: &str) -> CliResult<&'a Path> {
+    v.as_deref()
+        .ok_or_else(|| CliError::Usage(format!("`lstm run` needs {flag}")))
+}
+
+/// Reads a float `.npy` at precision `F`.
+fn read_float<F: Scalar>(path: &Path, what: &str) -> CliResult<ArrayD<F>> {
+    Ok(match npy::read(path)? {
+        NpyArray::F32(a) => a.mapv(|v| F::of(f64::from(v))),
+        NpyArray::F64(a) => a.mapv(F::of),
+        other => {
+            return Err(LstmError::format(
+                path.display(),
+                format!("{what} must be float32 or float64, got {}", other.dtype()),
+            )
+            .into());
+        }
+    })
+}
+
+fn read_lengths(path: &Path) -> CliResult<Vec<i64>> {
+    let a: ArrayD<i64> = match npy::read(path)? {
+        NpyArray::I32(a) => a.mapv(i64::from),
+        NpyArray::I64(a) => a,
+        other => {
+            return Err(LstmError::format(
+                path.display(),
+                format!(
+                    "sequence lengths must be int32 or int64, got {}",
+                    other.dtype()
+                ),
+            )
+            .into());
+        }
+    };
+    let shape = a.shape().to_vec();
+    let v = a.into_dimensionality::<Ix1>().map_err(|_| {
+        LstmError::shape(
+            format!("sequence lengths {}", path.display()),
+            "[B]",
+            &shape,
+        )
+    })?;
+    Ok(v.to_vec())
+}
+
+fn three_d<F: Clone>(
+    a: ArrayD<F>,
+    what: &str,
+    expected: &str,
+) -> CliResult<lstm_core::ndarray::Array3<F>> {
+    let shape = a.shape().to_vec();
+    Ok(a.into_dimensionality::<Ix3>()
+        .map_err(|_| LstmError::shape(what, expected, &shape))?)
+}
+
+fn write<F: NpyElement>(
+    path: &Option<PathBuf>,
+    a: lstm_core::ndarray::ArrayViewD<'_, F>,
+) -> CliResult {
+    if let Some(p) = path {
+        npy::write(p, a)?;
+    }
+    Ok(())
+}
+
+/// Runs the command.
+pub fn run(args: &RunArgs) -> CliResult {
+    let input = required(&args.input, "--input X.npy")?;
+    required(&args.model, "--model MODEL")?;
+    required(&args.output, "--output Y.npy")?;
+    match npy::read(input)? {
+        NpyArray::F32(x) => run_typed::<f32>(args, x),
+        NpyArray::F64(x) => run_typed::<f64>(args, x),
+        other => Err(LstmError::format(
+            input.display(),
+            format!("input must be float32 or float64, got {}", other.dtype()),
+        )
+        .into()),
+    }
+}
+
+fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult {
+    let model = required(&args.model, "--model MODEL")?;
+    let h0 = args
+        .initial_h
+        .as_deref()
+        .map(|p| read_float::<F>(p, "initial h"))
+        .transpose()?;
+    let c0 = args
+        .initial_c
+        .as_deref()
+        .map(|p| read_float::<F>(p, "initial c"))
+        .transpose()?;
+    let lens = args
+        .sequence_lens
+        .as_deref()
+        .map(read_lengths)
+        .transpose()?;
+    let ext = model
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => {
+            let stack = torch::load::<F>(model, args.prefix.as_deref())?;
+            let x_shape = if args.batch_first {
+                "[B, T, I] (--batch-first)"
+            } else {
+                "[T, B, I]"
+            };
+            let x = three_d(x, "input", x_shape)?;
+            let layout = if args.batch_first {
+                Layout::BatchFirst
+            } else {
+                Layout::TimeMajor
+            };
+            let (t, _) = lstm_core::unroll::dims(x.shape(), layout);
+            let lengths = lens
+                .map(|l| {
+                    l.iter()
+                        .enumerate()
+                        .map(|(b, &v)| {
+                            usize::try_from(v).ok().filter(|&u| u <= t).ok_or_else(|| {
+                                LstmError::invalid(
+                                    "sequence lengths",
+                                    format!("length {v} of batch row {b} is outside 0..={t}"),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<usize>, _>>()
+                })
+                .transpose()?;
+            let h0 = h0
+                .map(|a| three_d(a, "initial h", "[D*L, B, H_out]"))
+                .transpose()?;
+            let c0 = c0
+                .map(|a| three_d(a, "initial c", "[D*L, B, H]"))
+                .transpose()?;
+            let opts = StackOptions {
+                layout,
+                lengths: lengths.as_deref(),
+                ..StackOptions::default()
+            };
+            let out = stack.forward(
+                x.view(),
+                h0.as_ref().map(|a| a.view()),
+                c0.as_ref().map(|a| a.view()),
+                &opts,
+            )?;
+            write(&args.output, out.output.view().into_dyn())?;
+            write(&args.final_h, out.h_n.view().into_dyn())?;
+            write(&args.final_c, out.c_n.view().into_dyn())?;
+        }
+        "onnx" => {
+            let node = onnx::load::<F>(model)?;
+            if args.prefix.is_some() {
+                return Err(CliError::Usage(
+                    "--prefix applies to .safetensors models only".into(),
+                ));
+            }
+            if args.batch_first && node.layout() == 0 {
+                return Err(CliError::Usage("--batch-first: this ONNX node has layout 0 (time-major); its layout attribute decides".into()));
+            }
+            let (xs, hs) = if node.layout() == 1 {
+                ("[B, T, I] (layout 1)", "[B, D, H] (layout 1)")
+            } else {
+                ("[T, B, I] (layout 0)", "[D, B, H] (layout 0)")
+            };
+            let x = three_d(x, "X", xs)?;
+            let h0 = h0.map(|a| three_d(a, "initial_h", hs)).transpose()?;
+            let c0 = c0.map(|a| three_d(a, "initial_c", hs)).transpose()?;
+            let out = node.run(
+                x.view(),
+                lens.as_deref(),
+                h0.as_ref().map(|a| a.view()),
+                c0.as_ref().map(|a| a.view()),
+            )?;
+            write(&args.output, out.y.view().into_dyn())?;
+            write(&args.final_h, out.y_h.view().into_dyn())?;
+            write(&args.final_c, out.y_c.view().into_dyn())?;
+        }
+        _ => {
+            return Err(CliError::Usage(format!(
+                "cannot tell the model type of {} (expected a .safetensors or .onnx file)",
+                model.display()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! A stack of LSTM layers, each one or two directions.
+
+use lstm_core::ndarray::{Array3, ArrayView3, Axis, s};
+use lstm_core::{
+    Direction, Layout, LstmEngine, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions,
+    Workspace, check_shape, unroll,
+};
+
+/// What the final state of a sample of length 0 is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EmptyFinalState {
+    /// The initial state, untouched (no step was taken).
+    #[default]
+    Initial,
+    /// Zero (ONNX Runtime's convention).
+    Zero,
+}
+
+/// Options of a stack run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackOptions<'a> {
+    /// Layout of the input and the output sequence.
+    pub layout: Layout,
+    /// Valid length of each sample (`B` entries, each at most `T`).
+    pub lengths: Option<&'a [usize]>,
+    /// Final state of samples of length 0.
+    pub empty_final_state: EmptyFinalState,
+}
+
+/// The result of [`LstmStack::forward`], shaped as `torch.nn.LSTM` returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackOutput<F> {
+    /// `[T, B, D * P]` (or `[B, T, D * P]` batch-first): the last layer's hidden states, the
+    /// directions concatenated (forward first).
+    pub output: Array3<F>,
+    /// `[D * L, B, P]`: the final hidden state of each layer and direction (index
+    /// `layer * D + direction`).
+    pub h_n: Array3<F>,
+    /// `[D * L, B, H]`: the final cell states.
+    pub c_n: Array3<F>,
+}
+
+/// Several LSTM layers, each forward-only or bidirectional, as `torch.nn.LSTM` and the ONNX LSTM
+/// operator define them: layer `k + 1` reads the concatenated outputs of layer `k`.
+#[derive(Clone, Debug)]
+pub struct LstmStack<F> {
+    layers: Vec<Vec<LstmEngine<F>>>,
+    directions: Vec<Direction>,
+}
+
+impl<F: Scalar> LstmStack<F> {
+    /// A stack from `layers[k][d]`, the engine of layer `k`, direction `d` (0 forward, 1 reverse).
+    ///
+    /// # Errors
+    /// [`LstmError::Invalid`] for no layers or a layer without 1 or 2 directions;
+    /// [`LstmError::Shape`] when the directions disagree or a layer's input size is not the
+    /// previous layer's output size.
+    pub fn new(layers: Vec<Vec<LstmEngine<F>>>) -> Result<Self> {
+        let first = layers
+            .first()
+            .ok_or_else(|| LstmError::invalid("layer stack", "needs at least one layer"))?;
+        let d = first.len();
+        if d != 1 && d != 2 {
+            return Err(LstmError::invalid(
+                "layer stack",
+                format!("a layer has 1 or 2 directions, got {d}"),
+            ));
+        }
+        let (h, p) = (first[0].hidden_size(), first[0].output_size());
+        let mut input = first[0].input_size();
+        for (k, layer) in layers.iter().enumerate() {
+            if layer.len() != d {
+                return Err(LstmError::invalid(
+                    "layer stack",
+                    format!("layer {k} has {} directions, layer 0 has {d}", layer.len()),
+                ));
+            }
+            for e in layer {
+                let got = [e.input_size(), e.hidden_size(), e.output_size()];
+                check_shape(&format!("layer {k} sizes [I, H, P]"), &got, &[input, h, p])?;
+            }
+            input = d * p;
+        }
+        let directions = [Direction::Forward, Direction::Reverse][..d].to_vec();
+        Ok(Self { layers, directions })
+    }
+
+    /// Sets the reading direction of each direction slot (by default forward, then reverse);
+    /// a one-direction stack that reads in reverse is ONNX's `direction = "reverse"`.
+    ///
+    /// # Errors
+    /// [`LstmError::Invalid`] when `directions` does not have one entry per direction.
+    pub fn with_directions(mut self, directions: &[Direction]) -> Result<Self> {
+        if directions.len() != self.directions.len() {
+            return Err(LstmError::invalid(
+                "directions",
+                format!(
+                    "expected {} entries, got {}",
+                    self.directions.len(),
+                    directions.len()
+                ),
+            ));
+        }
+        self.directions = directions.to_vec();
+        Ok(self)
+    }
+
+    /// Number of layers `L`.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Number of directions `D` (1 or 2).
+    pub fn num_directions(&self) -> usize {
+        self.layers[0].len()
+    }
+
+    /// Input width `I`.
+    pub fn input_size(&self) -> usize {
+        self.layers[0][0].input_size()
+    }
+
+    /// Cell width `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.layers[0][0].hidden_size()
+    }
+
+    /// Hidden-state width `P` (`H` without projection).
+    pub fn output_size(&self) -> usize {
+        self.layers[0][0].output_size()
+    }
+
+    /// The engines, `[layer][direction]`.
+    pub fn layers(&self) -> &[Vec<LstmEngine<F>>] {
+        &self.layers
+    }
+
+    /// Runs the stack. `h0 [D * L, B, P]` and `c0 [D * L, B, H]` default to zero.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] for inputs or initial states of the wrong shape,
+    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T`.
+    pub fn forward(
+        &self,
+        x: ArrayView3<'_, F>,
+        h0: Option<ArrayView3<'_, F>>,
+        c0: Option<ArrayView3<'_, F>>,
+        opts: &StackOptions<'_>,
+    ) -> Result<StackOutput<F>> {
+        let (d, l, h, p, i) = (
+            self.num_directions(),
+            self.num_layers(),
+            self.hidden_size(),
+            self.output_size(),
+            self.input_size(),
+        );
+        let (t, b) = unroll::dims(x.shape(), opts.layout);
+        let expected = match opts.layout {
+            Layout::TimeMajor => [t, b, i],
+            Layout::BatchFirst => [b, t, i],
+        };
+        if x.ndim() != 3 || x.shape()[2] != i {
+            let want = match opts.layout {
+                Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
+                Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
+            };
+            return Err(LstmError::shape("input", want, x.shape()));
+        }
+        check_shape("input", x.shape(), &expected)?;
+        if let Some(h0) = &h0 {
+            check_shape("initial h", h0.shape(), &[d * l, b, p])?;
+        }
+        if let Some(c0) = &c0 {
+            check_shape("initial c", c0.shape(), &[d * l, b, h])?;
+        }
+        if let Some(lengths) = opts.lengths {
+            unroll::check_lengths(lengths, b, t)?;
+        }
+        let x_tm = match opts.layout {
+            Layout::TimeMajor => x,
+            Layout::BatchFirst => x.permuted_axes([1, 0, 2]),
+        };
+        let mut h_n = Array3::zeros((d * l, b, p));
+        let mut c_n = Array3::zeros((d * l, b, h));
+        let mut ws = Workspace::new();
+        let mut layer_in: Option<Array3<F>> = None;
+        for (k, layer) in self.layers.iter().enumerate() {
+            let mut out = Array3::zeros((t, b, d * p));
+            let input = layer_in.as_ref().map_or(x_tm.view(), |a| a.view());
+            for (dir, engine) in layer.iter().enumerate() {
+                let idx = k * d + dir;
+                let hs = h0.as_ref().map_or_else(
+                    || lstm_core::ndarray::Array2::zeros((b, p)),
+                    |a| a.index_axis(Axis(0), idx).to_owned(),
+                );
+                let cs = c0.as_ref().map_or_else(
+                    || lstm_core::ndarray::Array2::zeros((b, h)),
+                    |a| a.index_axis(Axis(0), idx).to_owned(),
+                );
+                let mut state = LstmState::new(hs, cs)?;
+                let seq = SeqOptions {
+                    layout: Layout::TimeMajor,
+                    direction: self.directions[dir],
+                    lengths: opts.lengths,
+                    trace: false,
+                };
+                engine.unroll_into(
+                    input,
+                    &mut state,
+                    out.slice_mut(s![.., .., dir * p..(dir + 1) * p]),
+                    &seq,
+                    None,
+                    &mut ws,
+                )?;
+                let (mut hf, mut cf) = (state.h().to_owned(), state.c().to_owned());
+                if opts.empty_final_state == EmptyFinalState::Zero {
+                    if let Some(lengths) = opts.lengths {
+                        for (row, _) in lengths.iter().enumerate().filter(|&(_, &len)| len == 0) {
+                            hf.row_mut(row).fill(F::zero());
+                            cf.row_mut(row).fill(F::zero());
+                        }
+                    }
+                }
+                h_n.index_axis_mut(Axis(0), idx).assign(&hf);
+                c_n.index_axis_mut(Axis(0), idx).assign(&cf);
+            }
+            layer_in = Some(out);
+        }
+        let out = layer_in.unwrap_or_else(|| Array3::zeros((t, b, d * p)));
+        let output = match opts.layout {
+            Layout::TimeMajor => out,
+            Layout::BatchFirst => out
+                .permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned(),
+        };
+        Ok(StackOutput { output, h_n, c_n })
+    }
+}

@@ -1,0 +1,244 @@
+//! Import of a PyTorch `nn.LSTM` `state_dict` saved as safetensors.
+//!
+//! ```python
+//! from safetensors.torch import save_file
+//! save_file(model.state_dict(), "model.safetensors")
+//! ```
+//!
+//! Layers, directions, projection and biases are inferred from the tensor names
+//! (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, `weight_hr_l{k}`, each
+//! optionally with the suffix `_reverse`) and their shapes. A prefix selects an LSTM inside a
+//! larger model (`encoder.rnn.`); without one, the prefix is found when there is exactly one LSTM.
+
+use lstm_core::ndarray::{ArrayD, Ix1, Ix2, IxDyn};
+use lstm_core::{EngineSpec, LstmEngine, LstmError, Result, Scalar};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::LstmStack;
+
+/// Reads a safetensors file and builds the stack at precision `F`.
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be read; otherwise as [`stack_from_safetensors`].
+pub fn load<F: Scalar>(
+    path: impl AsRef<std::path::Path>,
+    prefix: Option<&str>,
+) -> Result<LstmStack<F>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| LstmError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    stack_from_safetensors(&bytes, &path.display().to_string(), prefix)
+}
+
+/// Builds the stack from the bytes of a safetensors file; `name` appears in error messages.
+///
+/// # Errors
+/// [`LstmError::Format`] for a malformed file, a missing tensor or an ambiguous prefix;
+/// [`LstmError::Shape`] for tensors that do not fit together; [`LstmError::Unsupported`] for
+/// element types other than F16, BF16, F32 and F64; [`LstmError::NonFinite`] for NaN weights.
+pub fn stack_from_safetensors<F: Scalar>(
+    bytes: &[u8],
+    name: &str,
+    prefix: Option<&str>,
+) -> Result<LstmStack<F>> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let names: Vec<String> = st.names().into_iter().map(|n| n.to_string()).collect();
+    let prefix = match prefix {
+        Some(p) => p.to_string(),
+        None => find_prefix(&names, name)?,
+    };
+    let get = |key: &str| -> Result<Option<ArrayD<F>>> {
+        let full = format!("{prefix}{key}");
+        match st.tensor(&full) {
+            Ok(t) => Ok(Some(to_array(&t, &full)?)),
+            Err(_) => Ok(None),
+        }
+    };
+    let need = |key: &str| -> Result<ArrayD<F>> {
+        get(key)?.ok_or_else(|| LstmError::format(name, format!("missing tensor {prefix}{key}")))
+    };
+    if get("weight_ih_l0")?.is_none() {
+        let mut found: Vec<&str> = names
+            .iter()
+            .filter(|n| n.contains("weight_ih_l"))
+            .map(String::as_str)
+            .collect();
+        found.sort_unstable();
+        return Err(LstmError::format(
+            name,
+            format!("no tensor {prefix}weight_ih_l0 (LSTM weights found: {found:?})"),
+        ));
+    }
+    let directions = if get("weight_ih_l0_reverse")?.is_some() {
+        2
+    } else {
+        1
+    };
+    let has_bias = get("bias_ih_l0")?.is_some();
+    let has_proj = get("weight_hr_l0")?.is_some();
+    let mut layers = Vec::new();
+    while get(&format!("weight_ih_l{}", layers.len()))?.is_some() {
+        let k = layers.len();
+        let mut dirs = Vec::new();
+        for d in 0..directions {
+            let sfx = if d == 0 {
+                String::new()
+            } else {
+                "_reverse".into()
+            };
+            let m = |key: String| -> Result<ArrayD<F>> { need(&key) };
+            let w_ih = m(format!("weight_ih_l{k}{sfx}"))?;
+            let w_hh = m(format!("weight_hh_l{k}{sfx}"))?;
+            let biases = if has_bias {
+                vec![
+                    m(format!("bias_ih_l{k}{sfx}"))?,
+                    m(format!("bias_hh_l{k}{sfx}"))?,
+                ]
+            } else {
+                Vec::new()
+            };
+            let w_hr = if has_proj {
+                Some(m(format!("weight_hr_l{k}{sfx}"))?)
+            } else {
+                None
+            };
+            let ctx = |e: LstmError| LstmError::format(name, format!("layer {k}{sfx}: {e}"));
+            let w_ih = w_ih.view().into_dimensionality::<Ix2>().map_err(|_| {
+                ctx(LstmError::shape(
+                    format!("weight_ih_l{k}{sfx}"),
+                    "2-D",
+                    w_ih.shape(),
+                ))
+            })?;
+            let w_hh = w_hh.view().into_dimensionality::<Ix2>().map_err(|_| {
+                ctx(LstmError::shape(
+                    format!("weight_hh_l{k}{sfx}"),
+                    "2-D",
+                    w_hh.shape(),
+                ))
+            })?;
+            let mut spec = EngineSpec::standard(w_ih, w_hh);
+            for b in &biases {
+                spec.biases.push(
+                    b.view()
+                        .into_dimensionality::<Ix1>()
+                        .map_err(|_| ctx(LstmError::shape("bias", "1-D", b.shape())))?,
+                );
+            }
+            if let Some(p) = &w_hr {
+                spec.projection = Some(p.view().into_dimensionality::<Ix2>().map_err(|_| {
+                    ctx(LstmError::shape(
+                        format!("weight_hr_l{k}{sfx}"),
+                        "2-D",
+                        p.shape(),
+                    ))
+                })?);
+            }
+            dirs.push(LstmEngine::new(spec).map_err(ctx)?);
+        }
+        layers.push(dirs);
+    }
+    LstmStack::new(layers).map_err(|e| LstmError::format(name, e))
+}
+
+fn find_prefix(names: &[String], file: &str) -> Result<String> {
+    let mut prefixes: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("weight_ih_l0"))
+        .collect();
+    prefixes.sort_unstable();
+    match prefixes.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Err(LstmError::format(
+            file,
+            "no LSTM weights (no tensor named ...weight_ih_l0)",
+        )),
+        many => Err(LstmError::format(
+            file,
+            format!("several LSTMs found (prefixes {many:?}); choose one with --prefix"),
+        )),
+    }
+}
+
+fn to_array<F: Scalar>(t: &safetensors::tensor::TensorView<'_>, name: &str) -> Result<ArrayD<F>> {
+    let data = t.data();
+    let values: Vec<F> = match t.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| F::of(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| {
+                F::of(f64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            })
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| {
+                F::of(f64::from(f32::from_bits(
+                    u32::from(u16::from_le_bytes([c[0], c[1]])) << 16,
+                )))
+            })
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| F::of(f16_to_f64(u16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
+        other => {
+            return Err(LstmError::unsupported(format!(
+                "tensor {name} has element type {other:?} (supported: F16, BF16, F32, F64)"
+            )));
+        }
+    };
+    ArrayD::from_shape_vec(IxDyn(t.shape()), values).map_err(|e| LstmError::format(name, e))
+}
+
+/// IEEE half precision to double, exactly.
+pub(crate) fn f16_to_f64(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((bits >> 10) & 0x1f);
+    let frac = f64::from(bits & 0x3ff);
+    match exp {
+        0 => sign * frac * 2f64.powi(-24),
+        31 => {
+            if frac == 0.0 {
+                sign * f64::INFINITY
+            } else {
+                f64::NAN
+            }
+        }
+        _ => sign * (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision() {
+        assert_eq!(f16_to_f64(0x3c00), 1.0);
+        assert_eq!(f16_to_f64(0xc000), -2.0);
+        assert_eq!(f16_to_f64(0x0001), 2f64.powi(-24));
+        assert_eq!(f16_to_f64(0x7bff), 65504.0);
+        assert!(f16_to_f64(0x7e00).is_nan());
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        assert!(matches!(
+            stack_from_safetensors::<f32>(b"not a safetensors file", "x", None),
+            Err(LstmError::Format { .. })
+        ));
+        assert!(matches!(
+            stack_from_safetensors::<f32>(&[], "x", None),
+            Err(LstmError::Format { .. })
+        ));
+    }
+}
