@@ -418,7 +418,7 @@ impl<F: Scalar> OnnxLstm<F> {
                 }
                 "hidden_size" => hidden_attr = Some(a.i),
                 "clip" => {
-                    if !(a.f > 0.0) {
+                    if a.f.is_nan() || a.f <= 0.0 {
                         return Err(LstmError::invalid(
                             "clip",
                             format!("must be positive, got {}", a.f),

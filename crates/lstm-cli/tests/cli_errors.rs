@@ -1,0 +1,205 @@
+//! Every kind of bad input to `lstm` exits non-zero with one clear line and no panic.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lstm_core::ndarray::{Array1, Array3, ArrayD};
+use lstm_layers::npy;
+
+fn bad() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bad")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lstm-cli-errors-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `lstm` and returns stderr, asserting failure without a panic and a one-line message
+/// that contains every `needle`.
+fn fails(args: &[&str], needles: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{args:?}: {err:?}"
+    );
+    for n in needles {
+        assert!(
+            err.to_lowercase().contains(&n.to_lowercase()),
+            "{args:?}: {err:?} lacks {n:?}"
+        );
+    }
+    err
+}
+
+fn run_args<'a>(model: &'a str, input: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec!["run", "--model", model, "--input", input, "--output", out]
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn usage_errors() {
+    fails(&[], &["no command"]);
+    fails(&["frobnicate"], &["unknown command"]);
+    fails(&["demo", "extra"], &["takes no arguments"]);
+    fails(&["run", "--bogus"], &["--bogus"]);
+    fails(
+        &["run", "--model", "m.onnx", "--output", "y.npy"],
+        &["--input"],
+    );
+    let x = path(&bad().join("x.npy"));
+    fails(&["run", "--input", &x, "--output", "y.npy"], &["--model"]);
+    fails(&["run", "--model", "m.onnx", "--input", &x], &["--output"]);
+    let out = path(&scratch("usage").join("y.npy"));
+    fails(&run_args("model.h5", &x, &out), &["model type", "model.h5"]);
+    let onnx = path(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/interop/onnx_f32_plain/model.onnx"),
+    );
+    let mut a = run_args(&onnx, &x, &out);
+    a.extend(["--prefix", "enc."]);
+    fails(&a, &["--prefix"]);
+}
+
+#[test]
+fn unreadable_and_malformed_files() {
+    let dir = scratch("files");
+    let x = path(&bad().join("x.npy"));
+    let out = path(&dir.join("y.npy"));
+    let good = path(&bad().join("good.safetensors"));
+    fails(
+        &run_args(&good, "/nonexistent/x.npy", &out),
+        &["/nonexistent/x.npy"],
+    );
+    fails(
+        &run_args("/nonexistent/m.safetensors", &x, &out),
+        &["/nonexistent/m.safetensors"],
+    );
+    // Truncated input and truncated models.
+    let bytes = std::fs::read(bad().join("x.npy")).unwrap();
+    let short = dir.join("short.npy");
+    std::fs::write(&short, &bytes[..bytes.len() - 3]).unwrap();
+    fails(&run_args(&good, &path(&short), &out), &["truncated"]);
+    let model = std::fs::read(bad().join("good.safetensors")).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &model[..model.len() / 2]).unwrap();
+    fails(&run_args(&path(&cut), &x, &out), &["safetensors"]);
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff not protobuf").unwrap();
+    fails(&run_args(&path(&garbage), &x, &out), &["onnx"]);
+    // Integer input.
+    let ints = dir.join("ints.npy");
+    npy::write(&ints, ArrayD::<i32>::zeros(vec![4, 2, 2]).view()).unwrap();
+    fails(
+        &run_args(&good, &path(&ints), &out),
+        &["float32 or float64", "int32"],
+    );
+    // Unwritable output.
+    fails(
+        &run_args(&good, &x, "/nonexistent/dir/y.npy"),
+        &["/nonexistent/dir/y.npy"],
+    );
+}
+
+#[test]
+fn bad_models() {
+    let dir = scratch("models");
+    let x = path(&bad().join("x.npy"));
+    let out = path(&dir.join("y.npy"));
+    for (file, needles) in [
+        ("direction.onnx", &["direction", "sideways"][..]),
+        ("layout.onnx", &["layout 2"]),
+        ("activation.onnx", &["activation", "Gelu"]),
+        ("activation_count.onnx", &["activations", "3"]),
+        ("attribute.onnx", &["attribute", "output_sequence"]),
+        ("hidden_size.onnx", &["hidden_size"]),
+        ("no_lstm.onnx", &["no LSTM node"]),
+        ("two_lstms.onnx", &["2 LSTM nodes"]),
+        ("weights_not_initializers.onnx", &["initializer"]),
+        (
+            "missing_tensor.safetensors",
+            &["missing tensor", "weight_hh_l0"],
+        ),
+        ("wrong_shape.safetensors", &["shape"]),
+        ("int_weights.safetensors", &["element type"]),
+        ("nan.safetensors", &["non-finite", "NaN"]),
+    ] {
+        fails(&run_args(&path(&bad().join(file)), &x, &out), needles);
+    }
+    let good = path(&bad().join("good.safetensors"));
+    let mut a = run_args(&good, &x, &out);
+    a.extend(["--prefix", "encoder."]);
+    fails(&a, &["encoder.weight_ih_l0"]);
+}
+
+#[test]
+fn bad_shapes_and_lengths() {
+    let dir = scratch("shapes");
+    let good = path(&bad().join("good.safetensors")); // I = 2, H = 3, one layer
+    let out = path(&dir.join("y.npy"));
+    let write3 = |name: &str, shape: (usize, usize, usize)| {
+        let p = dir.join(name);
+        npy::write(&p, Array3::<f32>::zeros(shape).into_dyn().view()).unwrap();
+        path(&p)
+    };
+    let x = write3("x.npy", (4, 2, 2));
+    fails(
+        &run_args(&good, &write3("wide.npy", (4, 2, 5)), &out),
+        &["input", "[T, B, 2]"],
+    );
+    let flat = dir.join("flat.npy");
+    npy::write(&flat, ArrayD::<f32>::zeros(vec![4, 2]).view()).unwrap();
+    fails(
+        &run_args(&good, &path(&flat), &out),
+        &["input", "[T, B, I]"],
+    );
+    let mut a = run_args(&good, &x, &out);
+    let h0 = write3("h0.npy", (1, 3, 3));
+    a.extend(["--initial-h", &h0]);
+    fails(&a, &["initial h", "[1, 2, 3]"]);
+    let lens = |name: &str, v: Vec<i64>| {
+        let p = dir.join(name);
+        npy::write(&p, Array1::from(v).into_dyn().view()).unwrap();
+        path(&p)
+    };
+    for (file, v, needle) in [
+        ("long.npy", vec![5, 1], "outside 0..=4"),
+        ("negative.npy", vec![-1, 2], "outside 0..=4"),
+        ("count.npy", vec![1, 2, 3], "one length per batch row"),
+    ] {
+        let l = lens(file, v);
+        let mut a = run_args(&good, &x, &out);
+        a.extend(["--sequence-lens", &l]);
+        fails(&a, &[needle]);
+    }
+    let float_lens = dir.join("float_lens.npy");
+    npy::write(
+        &float_lens,
+        Array1::from(vec![1.0f32, 2.0]).into_dyn().view(),
+    )
+    .unwrap();
+    let mut a = run_args(&good, &x, &out);
+    let fl = path(&float_lens);
+    a.extend(["--sequence-lens", &fl]);
+    fails(&a, &["int32 or int64"]);
+    // ONNX: a batch-first flag on a layout-0 node, and a wrong initial state.
+    let onnx = path(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/interop/onnx_f32_plain/model.onnx"),
+    );
+    let mut a = run_args(&onnx, &x, &out);
+    a.push("--batch-first");
+    fails(&a, &["layout"]);
+}
