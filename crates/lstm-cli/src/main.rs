@@ -8,6 +8,7 @@
 
 use std::process::ExitCode;
 
+mod bench;
 mod demo;
 mod run;
 
@@ -65,12 +66,13 @@ fn main() -> ExitCode {
 fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
-        print!("{HELP}{}", run::HELP);
+        print!("{HELP}{}{}", run::HELP, bench::HELP);
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
     match cmd.to_string_lossy().as_ref() {
         "run" => run::run(&run::parse(lexopt::Parser::from_args(rest))?),
+        "bench" => bench::run(&bench::parse(lexopt::Parser::from_args(rest))?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -80,7 +82,7 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            print!("{HELP}{}", run::HELP);
+            print!("{HELP}{}{}", run::HELP, bench::HELP);
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

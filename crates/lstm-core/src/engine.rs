@@ -18,8 +18,7 @@
 //! the recurrence, so each step is one product with `W_r` and one fused pass over the gates.
 
 use ndarray::{
-    Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
-    linalg::general_mat_mul, s,
+    Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, s,
 };
 
 use crate::{
@@ -291,7 +290,7 @@ impl<F: Scalar> LstmEngine<F> {
                 Recurrence::Hidden => state.h(),
                 Recurrence::Cell => state.c(),
             };
-            general_mat_mul(F::one(), &rec, &self.wr, F::one(), &mut z);
+            add_product(rec, &self.wr, z.view_mut());
         }
         let proj_len = if self.proj.is_some() { b * h } else { 0 };
         let ([full], _, _) = ws.split([proj_len], 0);
@@ -316,7 +315,8 @@ impl<F: Scalar> LstmEngine<F> {
         }
         if let Some(proj) = &self.proj {
             let full = ArrayView2::from_shape((b, h), &*full).expect("buffer sized B*H");
-            general_mat_mul(F::one(), &full, proj, F::zero(), &mut hv);
+            hv.fill(F::zero());
+            add_product(full, proj, hv.view_mut());
         }
     }
 
@@ -361,6 +361,97 @@ impl<F: Scalar> LstmEngine<F> {
     }
 }
 
+/// Rows at or below which products use [`add_product`]'s row kernel instead of the blocked
+/// matrix product (which packs, and allocates, on every call).
+pub const SMALL_ROWS: usize = 8;
+
+/// `z += a w` for `a [M, K]` (any strides), `w [K, N]` and `z [M, N]` in standard layout.
+///
+/// Small `M` (at most [`SMALL_ROWS`]) runs a row kernel that streams `w` once per row with
+/// contiguous, vectorisable inner loops and allocates nothing; larger products go to ndarray's
+/// blocked matrix product.
+pub fn add_product<F: Scalar>(a: ArrayView2<'_, F>, w: &Array2<F>, mut z: ArrayViewMut2<'_, F>) {
+    let n = w.ncols();
+    match (w.as_slice(), a.nrows() <= SMALL_ROWS) {
+        (Some(ws), true) if z.is_standard_layout() => {
+            for (arow, zrow) in a.rows().into_iter().zip(z.rows_mut()) {
+                let zr = zrow.into_slice().unwrap_or_default();
+                row_kernel(arow, ws, n, zr);
+            }
+        }
+        _ => ndarray::linalg::general_mat_mul(F::one(), &a, w, F::one(), &mut z),
+    }
+}
+
+/// `z += a W` for one row `a [K]` and `W [K, N]` stored row-major in `w`.
+#[inline(always)]
+fn row_kernel_portable<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
+    for (k, &av) in a.iter().enumerate() {
+        let wr = &w[k * n..(k + 1) * n];
+        for (zz, &wv) in z.iter_mut().zip(wr) {
+            *zz = *zz + av * wv;
+        }
+    }
+}
+
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forces (or stops forcing) the portable kernels even where the CPU has wider instructions,
+/// for testing the fallback path and for comparing. Process-wide.
+pub fn force_portable_kernels(on: bool) {
+    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The same loop compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn row_kernel_avx2<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
+    row_kernel_portable(a, w, n, z);
+}
+
+/// Picks the widest instruction set the running CPU has (detected once, cached by `std`).
+fn row_kernel<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
+    #[cfg(target_arch = "x86_64")]
+    if !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            row_kernel_avx2(a, w, n, z)
+        };
+        return;
+    }
+    row_kernel_portable(a, w, n, z);
+}
+
+/// The hoisted input projection of `T * B` rows: small batches stay on the row kernel (so a
+/// whole small-batch run allocates nothing), large ones use one blocked product.
+fn add_product_rows<F: Scalar>(
+    a: ArrayView2<'_, F>,
+    w: &Array2<F>,
+    mut z: ArrayViewMut2<'_, F>,
+    batch: usize,
+) {
+    if batch <= SMALL_ROWS {
+        let step = SMALL_ROWS.max(1);
+        let m = a.nrows();
+        let mut start = 0;
+        while start < m {
+            let end = (start + step).min(m);
+            add_product(
+                a.slice(s![start..end, ..]),
+                w,
+                z.slice_mut(s![start..end, ..]),
+            );
+            start = end;
+        }
+    } else {
+        ndarray::linalg::general_mat_mul(F::one(), &a, w, F::one(), &mut z);
+    }
+}
+
 /// A cell whose computation is an [`LstmEngine`]; every such cell is a [`RecurrentCell`] with
 /// the engine's fast whole-sequence path.
 pub trait EngineCell {
@@ -401,7 +492,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
     ) {
         let e = self.engine();
         gates.assign(&e.bias);
-        general_mat_mul(F::one(), &x, &e.wx, F::one(), &mut gates);
+        add_product(x, &e.wx, gates.view_mut());
         e.recur_and_update(gates, state, ws);
     }
 
@@ -428,7 +519,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
                 .expect("standard layout");
             let mut p = ArrayViewMut2::from_shape((b * t, g4), &mut *pre).expect("sized");
             p.assign(&e.bias);
-            general_mat_mul(F::one(), &x, &e.wx, F::one(), &mut p);
+            add_product_rows(x.view(), &e.wx, p.view_mut(), b);
         } else {
             let mut p = ArrayViewMut3::from_shape((t, b, g4), &mut *pre).expect("sized");
             p.assign(&e.bias);
@@ -436,10 +527,10 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
                 let mut p = p
                     .into_shape_with_order((t * b, g4))
                     .expect("standard layout");
-                general_mat_mul(F::one(), &x, &e.wx, F::one(), &mut p);
+                add_product_rows(x, &e.wx, p.view_mut(), b);
             } else {
                 for (xt, mut pt) in input.outer_iter().zip(p.outer_iter_mut()) {
-                    general_mat_mul(F::one(), &xt, &e.wx, F::one(), &mut pt);
+                    add_product(xt, &e.wx, pt.view_mut());
                 }
             }
         }

@@ -37,11 +37,11 @@ pub fn check_sequence<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 ) -> Result<(usize, usize)> {
     let (t, b) = dims(shape, opts.layout);
     let i = cell.input_size();
-    let want = match opts.layout {
-        Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
-        Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
-    };
     if shape.len() != 3 || shape[2] != i {
+        let want = match opts.layout {
+            Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
+            Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
+        };
         return Err(LstmError::shape("input sequence", want, shape));
     }
     state.check(b, cell.output_size(), cell.hidden_size())?;
@@ -199,4 +199,84 @@ fn copy_into<F: Scalar>(a: ArrayView2<'_, F>, dst: &mut [F]) {
     for (d, &v) in dst.iter_mut().zip(a.iter()) {
         *d = v;
     }
+}
+
+/// [`RecurrentCell::unroll_into`] on `threads` threads: the batch is cut into contiguous blocks of
+/// rows, one per thread (rows are independent, so the result is identical). With one thread or
+/// one row it is a plain call. No trace is recorded.
+///
+/// # Errors
+/// As [`RecurrentCell::unroll_into`].
+pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    state: &mut LstmState<F>,
+    mut output: ArrayViewMut3<'_, F>,
+    opts: &SeqOptions<'_>,
+    threads: usize,
+    ws: &mut Workspace<F>,
+) -> Result<()> {
+    let (_, b) = check_sequence(cell, input.shape(), state, opts)?;
+    let opts = SeqOptions {
+        trace: false,
+        ..*opts
+    };
+    let threads = threads.clamp(1, b.max(1));
+    if threads == 1 {
+        return cell.unroll_into(input, state, output, &opts, None, ws);
+    }
+    crate::check_shape("output", output.shape(), &{
+        let mut s = input.shape().to_vec();
+        s[2] = cell.output_size();
+        s
+    })?;
+    let axis = match opts.layout {
+        Layout::TimeMajor => Axis(1),
+        Layout::BatchFirst => Axis(0),
+    };
+    let bounds: Vec<usize> = (0..=threads).map(|k| k * b / threads).collect();
+    let mut outs = Vec::with_capacity(threads);
+    for k in (1..threads).rev() {
+        let (head, tail) = output.split_at(axis, bounds[k]);
+        outs.push(tail);
+        output = head;
+    }
+    outs.push(output);
+    outs.reverse();
+    let results: Vec<Result<LstmState<F>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = outs
+            .into_iter()
+            .enumerate()
+            .map(|(k, out)| {
+                let (lo, hi) = (bounds[k], bounds[k + 1]);
+                let x = input.slice_axis(axis, (lo..hi).into());
+                let part = LstmState::new(
+                    state.h().slice(s![lo..hi, ..]).to_owned(),
+                    state.c().slice(s![lo..hi, ..]).to_owned(),
+                );
+                let lengths = opts.lengths.map(|l| &l[lo..hi]);
+                scope.spawn(move || {
+                    let mut part = part?;
+                    let o = SeqOptions { lengths, ..opts };
+                    cell.unroll_into(x, &mut part, out, &o, None, &mut Workspace::new())?;
+                    Ok(part)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")))
+            })
+            .collect()
+    });
+    let (mut hv, mut cv) = state.parts_mut();
+    for (k, r) in results.into_iter().enumerate() {
+        let part = r?;
+        let (lo, hi) = (bounds[k], bounds[k + 1]);
+        hv.slice_mut(s![lo..hi, ..]).assign(&part.h());
+        cv.slice_mut(s![lo..hi, ..]).assign(&part.c());
+    }
+    Ok(())
 }

@@ -1,0 +1,123 @@
+//! Once running, stepping and unrolling (batches up to `lstm_core::engine::SMALL_ROWS` rows)
+//! allocate nothing: a counting global allocator proves it.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use lstm_core::init::SplitMix64;
+use lstm_core::ndarray::{Array2, Array3};
+use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_peephole::{PeepholeCell, StateGatedCell};
+use lstm_split::SplitCell;
+
+struct Counting;
+
+thread_local! {
+    /// Allocations made by this thread (tests run on several threads at once).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator, only counting.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+fn cells() -> Vec<Box<dyn RecurrentCell<f32>>> {
+    let mut rng = SplitMix64::new(3);
+    vec![
+        Box::new(SplitCell::random(16, 32, &mut rng).unwrap()),
+        Box::new(PeepholeCell::random(16, 32, &mut rng).unwrap()),
+        Box::new(StateGatedCell::random(16, 32, &mut rng).unwrap()),
+    ]
+}
+
+#[test]
+fn streaming_steps_allocate_nothing() {
+    let mut rng = SplitMix64::new(4);
+    for cell in cells() {
+        let x: Array2<f32> = rng.uniform_array((1, 16), 1.0);
+        let mut gates = Array2::zeros((1, 128));
+        let mut state = cell.zero_state(1);
+        let mut ws = Workspace::new();
+        cell.step_into(x.view(), &mut state, gates.view_mut(), &mut ws)
+            .unwrap();
+        let n = count(|| {
+            for _ in 0..200 {
+                cell.step_into(x.view(), &mut state, gates.view_mut(), &mut ws)
+                    .unwrap();
+            }
+        });
+        assert_eq!(n, 0, "{n} allocations in 200 steps");
+    }
+}
+
+#[test]
+fn repeated_unrolls_allocate_nothing() {
+    let mut rng = SplitMix64::new(5);
+    for cell in cells() {
+        for batch_first in [false, true] {
+            let x: Array3<f32> = rng.uniform_array((4, 20, 16), 1.0);
+            let lengths = [20, 3, 0, 11];
+            let mut opts = SeqOptions::default().lengths(&lengths).reverse();
+            let mut x = x;
+            if !batch_first {
+                x = x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
+            } else {
+                opts = opts.batch_first();
+            }
+            let mut out32 = Array3::<f32>::zeros((x.shape()[0], x.shape()[1], 32));
+            let mut state = cell.zero_state(4);
+            let mut ws = Workspace::new();
+            cell.unroll_into(x.view(), &mut state, out32.view_mut(), &opts, None, &mut ws)
+                .unwrap();
+            let n = count(|| {
+                for _ in 0..5 {
+                    cell.unroll_into(x.view(), &mut state, out32.view_mut(), &opts, None, &mut ws)
+                        .unwrap();
+                }
+            });
+            assert_eq!(
+                n, 0,
+                "{n} allocations in 5 unrolls (batch_first {batch_first})"
+            );
+        }
+    }
+}
+
+/// The portable kernels give the same numbers as the vectorised ones.
+#[test]
+fn portable_fallback_agrees() {
+    let mut rng = SplitMix64::new(6);
+    let cell = SplitCell::<f64>::random(7, 9, &mut rng).unwrap();
+    let x: Array3<f64> = rng.uniform_array((6, 3, 7), 1.0);
+    let fast = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
+    lstm_core::engine::force_portable_kernels(true);
+    let slow = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
+    lstm_core::engine::force_portable_kernels(false);
+    let diff = fast
+        .output
+        .iter()
+        .zip(slow.output.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-12, "{diff}");
+}
