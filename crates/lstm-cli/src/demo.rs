@@ -11,12 +11,18 @@ use lstm_split::SplitCell;
 
 use crate::CliResult;
 
-macro_rules! seed_file {
-    ($seed:literal, $part:literal) => {
-        (
-            concat!($seed, "_", $part, ".npy"),
-            include_bytes!(concat!("../data/seeds/", $seed, "_", $part, ".npy")).as_slice(),
-        )
+/// The seven embedded fixtures of a seed: W, b, x, h0, c0 and the expected h and c.
+macro_rules! seed_files {
+    ($seed:literal) => {
+        seed_files!(@ $seed; "w", "b", "x", "h0", "c0", "h", "c")
+    };
+    (@ $seed:literal; $($part:literal),*) => {
+        [$(
+            (
+                concat!($seed, "_", $part, ".npy"),
+                include_bytes!(concat!("../data/seeds/", $seed, "_", $part, ".npy")).as_slice(),
+            ),
+        )*]
     };
 }
 
@@ -123,27 +129,11 @@ fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>
 pub fn run() -> CliResult {
     seed_step(
         "Seed 003: one step of the concatenated cell (seed 1010, H = 2, I = 3)",
-        [
-            seed_file!("seed003", "w"),
-            seed_file!("seed003", "b"),
-            seed_file!("seed003", "x"),
-            seed_file!("seed003", "h0"),
-            seed_file!("seed003", "c0"),
-            seed_file!("seed003", "h"),
-            seed_file!("seed003", "c"),
-        ],
+        seed_files!("seed003"),
     )?;
     seed_step(
         "Seed 004: lstm_step (seed 42, H = 4, I = 10)",
-        [
-            seed_file!("seed004", "w"),
-            seed_file!("seed004", "b"),
-            seed_file!("seed004", "x"),
-            seed_file!("seed004", "h0"),
-            seed_file!("seed004", "c0"),
-            seed_file!("seed004", "h"),
-            seed_file!("seed004", "c"),
-        ],
+        seed_files!("seed004"),
     )?;
 
     println!("\nSeed 000: \"I ate cake\" as one-hot vectors, H = 3, every gate with the seed's");

@@ -174,19 +174,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
             };
             let (t, _) = lstm_core::unroll::dims(x.shape(), layout);
             let lengths = lens
-                .map(|l| {
-                    l.iter()
-                        .enumerate()
-                        .map(|(b, &v)| {
-                            usize::try_from(v).ok().filter(|&u| u <= t).ok_or_else(|| {
-                                LstmError::invalid(
-                                    "sequence lengths",
-                                    format!("length {v} of batch row {b} is outside 0..={t}"),
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<usize>, _>>()
-                })
+                .map(|l| lstm_layers::lengths_from_signed(&l, t))
                 .transpose()?;
             let h0 = h0
                 .map(|a| three_d(a, "initial h", "[D*L, B, H_out]"))

@@ -434,10 +434,6 @@ pub fn check_chunked_equals_whole<Fam: CellFamily>() {
         let whole = run_cell::<Fam, f64>(&case)?;
         let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
         let split = t / 2;
-        let opts = SeqOptions {
-            trace: false,
-            ..case.opts()
-        };
         let x = case.x.view();
         let first = cell
             .unroll(
@@ -453,7 +449,6 @@ pub fn check_chunked_equals_whole<Fam: CellFamily>() {
                 &SeqOptions::default(),
             )
             .map_err(fail)?;
-        let _ = opts;
         let joined = ndarray::concatenate(Axis(0), &[first.output.view(), second.output.view()])
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         close(

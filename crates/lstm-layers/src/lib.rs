@@ -7,4 +7,4 @@ pub mod onnx;
 mod stack;
 pub mod torch;
 
-pub use stack::{EmptyFinalState, LstmStack, StackOptions, StackOutput};
+pub use stack::{EmptyFinalState, LstmStack, StackOptions, StackOutput, lengths_from_signed};

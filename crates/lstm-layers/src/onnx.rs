@@ -234,7 +234,7 @@ pub enum OnnxDirection {
 /// An ONNX LSTM node ready to run.
 #[derive(Clone, Debug)]
 pub struct OnnxLstm<F> {
-    engines: Vec<LstmEngine<F>>,
+    stack: LstmStack<F>,
     direction: OnnxDirection,
     layout: usize,
     hidden: usize,
@@ -545,8 +545,12 @@ impl<F: Scalar> OnnxLstm<F> {
         let initial_c = constant(6, "initial_c")?
             .map(|t| to_f::<F, Ix3>(t, "initial_c"))
             .transpose()?;
+        let mut stack = LstmStack::new(vec![engines])?;
+        if direction == OnnxDirection::Reverse {
+            stack = stack.with_directions(&[lstm_core::Direction::Reverse])?;
+        }
         Ok(Self {
-            engines,
+            stack,
             direction,
             layout,
             hidden: h,
@@ -580,7 +584,7 @@ impl<F: Scalar> OnnxLstm<F> {
         initial_h: Option<ArrayView3<'_, F>>,
         initial_c: Option<ArrayView3<'_, F>>,
     ) -> Result<OnnxOutput<F>> {
-        let d = self.engines.len();
+        let d = self.stack.num_directions();
         let h = self.hidden;
         let layout = if self.layout == 1 {
             Layout::BatchFirst
@@ -589,30 +593,9 @@ impl<F: Scalar> OnnxLstm<F> {
         };
         let (t, b) = lstm_core::unroll::dims(x.shape(), layout);
         let lens_src = sequence_lens.or(self.sequence_lens.as_deref());
-        let lengths: Option<Vec<usize>> = match lens_src {
-            None => None,
-            Some(l) => {
-                if l.len() != b {
-                    return Err(LstmError::invalid(
-                        "sequence_lens",
-                        format!("expected {b} lengths (one per batch row), got {}", l.len()),
-                    ));
-                }
-                Some(
-                    l.iter()
-                        .enumerate()
-                        .map(|(row, &v)| {
-                            usize::try_from(v).ok().filter(|&u| u <= t).ok_or_else(|| {
-                                LstmError::invalid(
-                                    "sequence_lens",
-                                    format!("length {v} of batch row {row} is outside 0..={t}"),
-                                )
-                            })
-                        })
-                        .collect::<Result<_>>()?,
-                )
-            }
-        };
+        let lengths = lens_src
+            .map(|l| crate::lengths_from_signed(l, t))
+            .transpose()?;
         let state_in = |given: Option<ArrayView3<'_, F>>,
                         stored: &Option<Array3<F>>,
                         what: &str|
@@ -638,17 +621,12 @@ impl<F: Scalar> OnnxLstm<F> {
         };
         let h0 = state_in(initial_h, &self.initial_h, "initial_h")?;
         let c0 = state_in(initial_c, &self.initial_c, "initial_c")?;
-        let layers = vec![self.engines.clone()];
-        let mut stack = LstmStack::new(layers)?;
-        if self.direction == OnnxDirection::Reverse {
-            stack = stack.with_directions(&[lstm_core::Direction::Reverse])?;
-        }
         let opts = StackOptions {
             layout,
             lengths: lengths.as_deref(),
             empty_final_state: EmptyFinalState::Zero,
         };
-        let out = stack.forward(
+        let out = self.stack.forward(
             x,
             h0.as_ref().map(|a| a.view()),
             c0.as_ref().map(|a| a.view()),

@@ -6,6 +6,29 @@ use lstm_core::{
     Workspace, check_shape, unroll,
 };
 
+/// Converts signed lengths (as `.npy` and ONNX store them) to `usize`, each in `0..=steps`.
+/// The count is checked where the batch is known ([`LstmStack::forward`]).
+///
+/// # Errors
+/// [`LstmError::Invalid`] naming the first length below 0 or above `steps`.
+pub fn lengths_from_signed(lengths: &[i64], steps: usize) -> Result<Vec<usize>> {
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&u| u <= steps)
+                .ok_or_else(|| {
+                    LstmError::invalid(
+                        "sequence lengths",
+                        format!("length {v} of batch row {row} is outside 0..={steps}"),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// What the final state of a sample of length 0 is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EmptyFinalState {
