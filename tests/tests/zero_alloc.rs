@@ -110,9 +110,9 @@ fn portable_fallback_agrees() {
     let cell = SplitCell::<f64>::random(7, 9, &mut rng).unwrap();
     let x: Array3<f64> = rng.uniform_array((6, 3, 7), 1.0);
     let fast = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_core::engine::force_portable_kernels(true);
+    lstm_core::kernels::set_max_level(lstm_core::kernels::Level::Portable);
     let slow = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_core::engine::force_portable_kernels(false);
+    lstm_core::kernels::set_max_level(lstm_core::kernels::Level::Avx512);
     let diff = fast
         .output
         .iter()

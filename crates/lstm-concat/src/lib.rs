@@ -60,7 +60,7 @@ impl<F: Scalar> ConcatCell<F> {
     /// The weights `W [4H, H + I]` as given.
     pub fn weights(&self) -> Array2<F> {
         let e = &self.engine;
-        concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default()
+        concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()]).unwrap_or_default()
     }
 
     /// The bias `b [4H]`.

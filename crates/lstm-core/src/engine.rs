@@ -16,13 +16,18 @@
 //!
 //! On a whole sequence it computes `x W_x + b` for every time step in one matrix product before
 //! the recurrence, so each step is one product with `W_r` and one fused pass over the gates.
+//! The products and the gate pass are the kernels of [`lstm_kernels`]: weights packed once at
+//! construction, AVX-512 where the CPU has it, chosen at run time. Custom activations use the
+//! exact scalar gate pass.
 
+use lstm_kernels::{GateOptions, Packed};
 use ndarray::{
-    Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, s,
+    Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
 };
 
 use crate::{
-    Activation, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace, Workspace,
+    Activation, Direction, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
+    Workspace,
     unroll::{self, INACTIVE},
 };
 
@@ -127,24 +132,29 @@ pub fn check_finite<'a, F: Scalar>(what: &str, a: impl IntoIterator<Item = &'a F
 }
 
 /// One direction of one LSTM layer, weights packed for the kernels. See the [module docs](self).
+///
+/// The weights are stored once, packed ([`Packed`]) into the panel layout the products read, so
+/// every product streams them front to back.
 #[derive(Clone, Debug)]
 pub struct LstmEngine<F> {
     input: usize,
     hidden: usize,
     output: usize,
-    /// `[I, 4H]`.
-    wx: Array2<F>,
-    /// `[R, 4H]`.
-    wr: Array2<F>,
-    /// `[4H]`.
-    bias: Array1<F>,
-    /// `[3, H]`, i, f, o.
-    peep: Option<Array2<F>>,
-    /// `[H, P]`.
-    proj: Option<Array2<F>>,
+    /// `[I, 4H]` packed.
+    wx: Packed<F>,
+    /// `[R, 4H]` packed.
+    wr: Packed<F>,
+    /// `[4H]`, zero-padded to the packed width.
+    bias: Vec<F>,
+    /// `3H`: i, f, o.
+    peep: Option<Vec<F>>,
+    /// `[H, P]` packed.
+    proj: Option<Packed<F>>,
     recurrence: Recurrence,
     output_mode: OutputMode,
     gates: GateConfig<F>,
+    /// Sigmoid gates and tanh candidate and output: the vectorised gate pass applies.
+    standard: bool,
 }
 
 impl<F: Scalar> LstmEngine<F> {
@@ -225,46 +235,66 @@ impl<F: Scalar> LstmEngine<F> {
                 ));
             }
         }
+        let wx = Packed::from_fn(input, 4 * hidden, |k, n| spec.w_input[[n, k]]);
+        let wr = Packed::from_fn(r, 4 * hidden, |k, n| spec.w_recurrent[[n, k]]);
+        let mut padded = vec![F::zero(); wx.padded_cols()];
+        padded[..4 * hidden].copy_from_slice(bias.as_slice().unwrap_or_default());
+        let g = &spec.gates;
         Ok(Self {
             input,
             hidden,
             output,
-            wx: spec.w_input.t().as_standard_layout().into_owned(),
-            wr: spec.w_recurrent.t().as_standard_layout().into_owned(),
-            bias,
-            peep: spec.peephole.map(|p| p.to_owned()),
+            wx,
+            wr,
+            bias: padded,
+            peep: spec.peephole.map(|p| p.iter().copied().collect()),
             proj: spec
                 .projection
-                .map(|p| p.t().as_standard_layout().into_owned()),
+                .map(|p| Packed::from_fn(hidden, output, |k, n| p[[n, k]])),
             recurrence: spec.recurrence,
             output_mode: spec.output_mode,
+            standard: g.f == Activation::Sigmoid
+                && g.g == Activation::Tanh
+                && g.h == Activation::Tanh,
             gates: spec.gates,
         })
     }
 
-    /// Input weights `[4H, I]` as given.
-    pub fn w_input(&self) -> ArrayView2<'_, F> {
-        self.wx.t()
+    /// Input weights `[4H, I]` as given (unpacked into a new array).
+    pub fn w_input(&self) -> Array2<F> {
+        Array2::from_shape_fn((4 * self.hidden, self.input), |(n, k)| self.wx.get(k, n))
     }
 
-    /// Recurrent weights `[4H, R]` as given.
-    pub fn w_recurrent(&self) -> ArrayView2<'_, F> {
-        self.wr.t()
+    /// Recurrent weights `[4H, R]` as given (unpacked into a new array).
+    pub fn w_recurrent(&self) -> Array2<F> {
+        Array2::from_shape_fn((4 * self.hidden, self.wr.rows()), |(n, k)| {
+            self.wr.get(k, n)
+        })
     }
 
     /// The summed bias `[4H]`.
     pub fn bias(&self) -> ArrayView1<'_, F> {
-        self.bias.view()
+        ArrayView1::from(&self.bias[..4 * self.hidden])
     }
 
     /// Peepholes `[3, H]` (i, f, o).
     pub fn peephole(&self) -> Option<ArrayView2<'_, F>> {
-        self.peep.as_ref().map(|p| p.view())
+        self.peep
+            .as_ref()
+            .and_then(|p| ArrayView2::from_shape((3, self.hidden), p).ok())
     }
 
-    /// Projection `[P, H]`.
-    pub fn projection(&self) -> Option<ArrayView2<'_, F>> {
-        self.proj.as_ref().map(|p| p.t())
+    /// Projection `[P, H]` (unpacked into a new array).
+    pub fn projection(&self) -> Option<Array2<F>> {
+        self.proj.as_ref().map(|p| {
+            Array2::from_shape_fn((self.output, self.hidden), |(n, k)| p.get(k, n))
+        })
+    }
+
+    /// Width of a row of pre-activations as the products write it: `4H` rounded up to whole
+    /// panels of [`lstm_kernels::NR`] columns.
+    pub fn gate_stride(&self) -> usize {
+        self.bias.len()
     }
 
     /// Gate configuration.
@@ -277,46 +307,47 @@ impl<F: Scalar> LstmEngine<F> {
         self.recurrence
     }
 
-    /// Adds `r W_r` to the pre-activations `z` and applies the fused gate pass, updating `state`.
-    fn recur_and_update(
-        &self,
-        mut z: ArrayViewMut2<'_, F>,
-        state: &mut LstmState<F>,
-        ws: &mut Workspace<F>,
-    ) {
+    /// Adds `r W_r` to the pre-activations of the state's `B` rows (row `b` at
+    /// `z[b * ldz..][..4H]`, each row writable to [`Self::gate_stride`]) and runs the fused gate
+    /// pass, updating `state` and leaving the activations in `z`.
+    fn update(&self, z: &mut [F], ldz: usize, state: &mut LstmState<F>, ws: &mut Workspace<F>) {
         let (b, h) = (state.batch(), self.hidden);
-        {
-            let rec = match self.recurrence {
-                Recurrence::Hidden => state.h(),
-                Recurrence::Cell => state.c(),
-            };
-            add_product(rec, &self.wr, z.view_mut());
-        }
-        let proj_len = if self.proj.is_some() { b * h } else { 0 };
-        let ([full], _, _) = ws.split([proj_len], 0);
         let (mut hv, mut cv) = state.parts_mut();
+        let hs = hv.as_slice_mut().expect("state is standard layout");
+        let cs = cv.as_slice_mut().expect("state is standard layout");
+        match self.recurrence {
+            Recurrence::Hidden => lstm_kernels::gemm(b, hs, self.output, &self.wr, z, ldz, None),
+            Recurrence::Cell => lstm_kernels::gemm(b, cs, h, &self.wr, z, ldz, None),
+        }
+        let proj_w = self.proj.as_ref().map_or(0, Packed::padded_cols);
+        let ([full, projected], _, _) = ws.split_reused([
+            if self.proj.is_some() { b * h } else { 0 },
+            b * proj_w,
+        ]);
+        let opts = GateOptions {
+            peephole: self.peep.as_deref(),
+            clip: self.gates.clip,
+            input_forget: self.gates.input_forget,
+            squash_gated: self.output_mode == OutputMode::SquashGated,
+        };
         for row in 0..b {
-            let zr = z
-                .row_mut(row)
-                .into_slice()
-                .expect("gates are standard layout");
-            let cr = cv
-                .row_mut(row)
-                .into_slice()
-                .expect("state is standard layout");
+            let zr = &mut z[row * ldz..row * ldz + 4 * h];
+            let cr = &mut cs[row * h..(row + 1) * h];
             let hr = match self.proj {
                 Some(_) => &mut full[row * h..(row + 1) * h],
-                None => hv
-                    .row_mut(row)
-                    .into_slice()
-                    .expect("state is standard layout"),
+                None => &mut hs[row * h..(row + 1) * h],
             };
-            self.fused_row(zr, cr, hr);
+            if !(self.standard && lstm_kernels::lstm_gates(h, zr, cr, hr, &opts)) {
+                self.fused_row(zr, cr, hr);
+            }
         }
         if let Some(proj) = &self.proj {
-            let full = ArrayView2::from_shape((b, h), &*full).expect("buffer sized B*H");
-            hv.fill(F::zero());
-            add_product(full, proj, hv.view_mut());
+            let p = self.output;
+            projected.fill(F::zero());
+            lstm_kernels::gemm(b, full, h, proj, projected, proj_w, None);
+            for row in 0..b {
+                hs[row * p..(row + 1) * p].copy_from_slice(&projected[row * proj_w..][..p]);
+            }
         }
     }
 
@@ -336,7 +367,7 @@ impl<F: Scalar> LstmEngine<F> {
         for j in 0..n {
             let c_prev = c[j];
             let (pi, pf, po) = match &self.peep {
-                Some(p) => (p[[0, j]], p[[1, j]], p[[2, j]]),
+                Some(p) => (p[j], p[n + j], p[2 * n + j]),
                 None => (F::zero(), F::zero(), F::zero()),
             };
             let i = g.f.apply(clip(zi[j] + pi * c_prev));
@@ -358,97 +389,6 @@ impl<F: Scalar> LstmEngine<F> {
             zg[j] = cand;
             zo[j] = o;
         }
-    }
-}
-
-/// Rows at or below which products use [`add_product`]'s row kernel instead of the blocked
-/// matrix product (which packs, and allocates, on every call).
-pub const SMALL_ROWS: usize = 8;
-
-/// `z += a w` for `a [M, K]` (any strides), `w [K, N]` and `z [M, N]` in standard layout.
-///
-/// Small `M` (at most [`SMALL_ROWS`]) runs a row kernel that streams `w` once per row with
-/// contiguous, vectorisable inner loops and allocates nothing; larger products go to ndarray's
-/// blocked matrix product.
-pub fn add_product<F: Scalar>(a: ArrayView2<'_, F>, w: &Array2<F>, mut z: ArrayViewMut2<'_, F>) {
-    let n = w.ncols();
-    match (w.as_slice(), a.nrows() <= SMALL_ROWS) {
-        (Some(ws), true) if z.is_standard_layout() => {
-            for (arow, zrow) in a.rows().into_iter().zip(z.rows_mut()) {
-                let zr = zrow.into_slice().unwrap_or_default();
-                row_kernel(arow, ws, n, zr);
-            }
-        }
-        _ => ndarray::linalg::general_mat_mul(F::one(), &a, w, F::one(), &mut z),
-    }
-}
-
-/// `z += a W` for one row `a [K]` and `W [K, N]` stored row-major in `w`.
-#[inline(always)]
-fn row_kernel_portable<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
-    for (k, &av) in a.iter().enumerate() {
-        let wr = &w[k * n..(k + 1) * n];
-        for (zz, &wv) in z.iter_mut().zip(wr) {
-            *zz = *zz + av * wv;
-        }
-    }
-}
-
-static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Forces (or stops forcing) the portable kernels even where the CPU has wider instructions,
-/// for testing the fallback path and for comparing. Process-wide.
-pub fn force_portable_kernels(on: bool) {
-    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// The same loop compiled for AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn row_kernel_avx2<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
-    row_kernel_portable(a, w, n, z);
-}
-
-/// Picks the widest instruction set the running CPU has (detected once, cached by `std`).
-fn row_kernel<F: Scalar>(a: ndarray::ArrayView1<'_, F>, w: &[F], n: usize, z: &mut [F]) {
-    #[cfg(target_arch = "x86_64")]
-    if !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        #[allow(unsafe_code)]
-        unsafe {
-            row_kernel_avx2(a, w, n, z)
-        };
-        return;
-    }
-    row_kernel_portable(a, w, n, z);
-}
-
-/// The hoisted input projection of `T * B` rows: small batches stay on the row kernel (so a
-/// whole small-batch run allocates nothing), large ones use one blocked product.
-fn add_product_rows<F: Scalar>(
-    a: ArrayView2<'_, F>,
-    w: &Array2<F>,
-    mut z: ArrayViewMut2<'_, F>,
-    batch: usize,
-) {
-    if batch <= SMALL_ROWS {
-        let step = SMALL_ROWS.max(1);
-        let m = a.nrows();
-        let mut start = 0;
-        while start < m {
-            let end = (start + step).min(m);
-            add_product(
-                a.slice(s![start..end, ..]),
-                w,
-                z.slice_mut(s![start..end, ..]),
-            );
-            start = end;
-        }
-    } else {
-        ndarray::linalg::general_mat_mul(F::one(), &a, w, F::one(), &mut z);
     }
 }
 
@@ -491,57 +431,98 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         ws: &mut Workspace<F>,
     ) {
         let e = self.engine();
-        gates.assign(&e.bias);
-        add_product(x, &e.wx, gates.view_mut());
-        e.recur_and_update(gates, state, ws);
+        let (b, i, g4, gp) = (state.batch(), e.input, 4 * e.hidden, e.gate_stride());
+        let direct = gp == g4 && gates.is_standard_layout();
+        let x_contig = x.to_slice();
+        let ([zbuf, xbuf], _, ws) = ws.split_reused([
+            if direct { 0 } else { b * gp },
+            if x_contig.is_some() { 0 } else { b * i },
+        ]);
+        let xs: &[F] = match x_contig {
+            Some(xs) => xs,
+            None => {
+                for (dst, &v) in xbuf.iter_mut().zip(x.iter()) {
+                    *dst = v;
+                }
+                xbuf
+            }
+        };
+        if direct {
+            let z = gates.as_slice_mut().expect("standard layout");
+            lstm_kernels::gemm(b, xs, i, &e.wx, z, gp, Some(&e.bias));
+            e.update(z, gp, state, ws);
+        } else {
+            lstm_kernels::gemm(b, xs, i, &e.wx, zbuf, gp, Some(&e.bias));
+            e.update(zbuf, gp, state, ws);
+            for (row, mut dst) in gates.rows_mut().into_iter().enumerate() {
+                for (d, &v) in dst.iter_mut().zip(&zbuf[row * gp..row * gp + g4]) {
+                    *d = v;
+                }
+            }
+        }
     }
 
     fn sequence_unchecked(
         &self,
         input: ArrayView3<'_, F>,
         state: &mut LstmState<F>,
-        output: ArrayViewMut3<'_, F>,
+        mut output: ArrayViewMut3<'_, F>,
         opts: &SeqOptions<'_>,
         trace: Option<&mut Trace<F>>,
         ws: &mut Workspace<F>,
     ) {
         let e = self.engine();
-        let (t, b, _) = input.dim();
-        let g4 = 4 * e.hidden;
-        // Input projection of every step at once: `pre[t, b] = x[t, b] W_x + bias`.
-        let ([pre], _, ws) = ws.split([t * b * g4], 0);
-        let batch_major = input.view().permuted_axes([1, 0, 2]).is_standard_layout();
-        if batch_major {
-            // Batch-first memory: one product over [B*T, I], stored as [B, T, 4H].
-            let x = input.permuted_axes([1, 0, 2]);
-            let x = x
-                .into_shape_with_order((b * t, e.input))
-                .expect("standard layout");
-            let mut p = ArrayViewMut2::from_shape((b * t, g4), &mut *pre).expect("sized");
-            p.assign(&e.bias);
-            add_product_rows(x.view(), &e.wx, p.view_mut(), b);
-        } else {
-            let mut p = ArrayViewMut3::from_shape((t, b, g4), &mut *pre).expect("sized");
-            p.assign(&e.bias);
-            if let Ok(x) = input.view().into_shape_with_order((t * b, e.input)) {
-                let mut p = p
-                    .into_shape_with_order((t * b, g4))
-                    .expect("standard layout");
-                add_product_rows(x, &e.wx, p.view_mut(), b);
+        let (t, b, i) = input.dim();
+        let (g4, gp) = (4 * e.hidden, e.gate_stride());
+        // Rows of the input in memory order: time-major (`t * B + b`) or batch-major
+        // (`b * T + t`); anything else is copied to time-major first.
+        let time_major = input.to_slice();
+        let batch_major = match time_major {
+            Some(_) => None,
+            None => input.permuted_axes([1, 0, 2]).to_slice(),
+        };
+        let ([pre, xbuf], _, ws) = ws.split_reused([
+            t * b * gp,
+            if time_major.is_some() || batch_major.is_some() {
+                0
             } else {
-                for (xt, mut pt) in input.outer_iter().zip(p.outer_iter_mut()) {
-                    add_product(xt, &e.wx, pt.view_mut());
+                t * b * i
+            },
+        ]);
+        let (xs, is_batch_major) = match (time_major, batch_major) {
+            (Some(xs), _) => (xs, false),
+            (None, Some(xs)) => (xs, true),
+            (None, None) => {
+                for (dst, &v) in xbuf.iter_mut().zip(input.iter()) {
+                    *dst = v;
                 }
+                (&*xbuf, false)
             }
-        }
-        let pre = &*pre;
+        };
+        // The input projection of every step at once: `pre[row] = x[row] W_x + bias`.
+        lstm_kernels::gemm(t * b, xs, i, &e.wx, pre, gp, Some(&e.bias));
         let row_of = |tt: usize, bb: usize| {
-            if batch_major {
+            if is_batch_major {
                 bb * t + tt
             } else {
                 tt * b + bb
             }
         };
+        let ldz = if is_batch_major { t * gp } else { gp };
+        let masked = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < t));
+        if !masked && trace.is_none() {
+            // Every row steps at every position: the recurrence runs in place on `pre`.
+            for k in 0..t {
+                let tt = match opts.direction {
+                    Direction::Forward => k,
+                    Direction::Reverse => t - 1 - k,
+                };
+                e.update(&mut pre[row_of(tt, 0) * gp..], ldz, state, ws);
+                output.index_axis_mut(Axis(0), tt).assign(&state.h());
+            }
+            return;
+        }
+        let pre = &*pre;
         unroll::drive(
             t,
             e.hidden,
@@ -550,18 +531,23 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
             output,
             trace,
             ws,
-            0,
-            |times, state, mut z, _, ws| {
+            b * gp,
+            |times, state, mut z, zpad, ws| {
                 for (bb, &tt) in times.iter().enumerate() {
-                    let dst = z.row_mut(bb).into_slice().expect("standard layout");
+                    let dst = &mut zpad[bb * gp..(bb + 1) * gp];
                     if tt == INACTIVE {
                         dst.fill(F::zero());
                     } else {
                         let r = row_of(tt, bb);
-                        dst.copy_from_slice(&pre[r * g4..(r + 1) * g4]);
+                        dst.copy_from_slice(&pre[r * gp..(r + 1) * gp]);
                     }
                 }
-                e.recur_and_update(z, state, ws);
+                e.update(zpad, gp, state, ws);
+                for (bb, mut dst) in z.rows_mut().into_iter().enumerate() {
+                    for (d, &v) in dst.iter_mut().zip(&zpad[bb * gp..bb * gp + g4]) {
+                        *d = v;
+                    }
+                }
             },
         );
     }

@@ -25,4 +25,5 @@ pub use scalar::Scalar;
 pub use state::LstmState;
 pub use workspace::Workspace;
 
+pub use lstm_kernels as kernels;
 pub use ndarray;

@@ -9,7 +9,16 @@ use num_traits::Float;
 ///
 /// Every cell, the unroller and the layer stack are generic over it.
 pub trait Scalar:
-    LinalgScalar + Float + ScalarOperand + Debug + Display + Default + Send + Sync + 'static
+    LinalgScalar
+    + Float
+    + ScalarOperand
+    + Debug
+    + Display
+    + Default
+    + Send
+    + Sync
+    + 'static
+    + lstm_kernels::Element
 {
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;

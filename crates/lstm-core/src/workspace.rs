@@ -9,6 +9,7 @@ pub struct Workspace<F> {
     buf: Vec<F>,
     idx: Vec<usize>,
     child: Option<Box<Workspace<F>>>,
+    threads: Vec<Workspace<F>>,
 }
 
 impl<F: Copy + Default> Workspace<F> {
@@ -18,6 +19,7 @@ impl<F: Copy + Default> Workspace<F> {
             buf: Vec::new(),
             idx: Vec::new(),
             child: None,
+            threads: Vec::new(),
         }
     }
 
@@ -27,6 +29,32 @@ impl<F: Copy + Default> Workspace<F> {
         &mut self,
         lens: [usize; N],
         idx_len: usize,
+    ) -> ([&mut [F]; N], &mut [usize], &mut Workspace<F>) {
+        self.carve(lens, idx_len, true)
+    }
+
+    /// Like [`Workspace::split`] without the index buffer and without zeroing: the slices hold
+    /// whatever the previous user left, for buffers the caller overwrites anyway.
+    pub fn split_reused<const N: usize>(
+        &mut self,
+        lens: [usize; N],
+    ) -> ([&mut [F]; N], &mut [usize], &mut Workspace<F>) {
+        self.carve(lens, 0, false)
+    }
+
+    /// One workspace per worker thread, `n` of them, kept across calls.
+    pub fn per_thread(&mut self, n: usize) -> &mut [Workspace<F>] {
+        if self.threads.len() < n {
+            self.threads.resize_with(n, Workspace::new);
+        }
+        &mut self.threads[..n]
+    }
+
+    fn carve<const N: usize>(
+        &mut self,
+        lens: [usize; N],
+        idx_len: usize,
+        zero: bool,
     ) -> ([&mut [F]; N], &mut [usize], &mut Workspace<F>) {
         let total: usize = lens.iter().sum();
         if self.buf.len() < total {
@@ -38,7 +66,9 @@ impl<F: Copy + Default> Workspace<F> {
         let mut rest: &mut [F] = &mut self.buf[..total];
         let out = lens.map(|n| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
-            head.fill(F::default());
+            if zero {
+                head.fill(F::default());
+            }
             rest = tail;
             head
         });
@@ -48,6 +78,8 @@ impl<F: Copy + Default> Workspace<F> {
 
     /// Elements held, nested workspaces included.
     pub fn capacity(&self) -> usize {
-        self.buf.capacity() + self.child.as_ref().map_or(0, |c| c.capacity())
+        self.buf.capacity()
+            + self.child.as_ref().map_or(0, |c| c.capacity())
+            + self.threads.iter().map(Workspace::capacity).sum::<usize>()
     }
 }

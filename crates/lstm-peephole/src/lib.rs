@@ -75,8 +75,8 @@ impl<F: Scalar> StateGatedCell<F> {
         })
     }
 
-    /// `W [4H, I]`.
-    pub fn w(&self) -> ArrayView2<'_, F> {
+    /// `W [4H, I]` (a copy: the cell stores its weights packed).
+    pub fn w(&self) -> Array2<F> {
         self.engine.w_input()
     }
 
@@ -158,13 +158,13 @@ impl<F: Scalar> PeepholeCell<F> {
         })
     }
 
-    /// `W [4H, I]`.
-    pub fn w(&self) -> ArrayView2<'_, F> {
+    /// `W [4H, I]` (a copy: the cell stores its weights packed).
+    pub fn w(&self) -> Array2<F> {
         self.engine.w_input()
     }
 
-    /// `U [4H, H]`.
-    pub fn u(&self) -> ArrayView2<'_, F> {
+    /// `U [4H, H]` (a copy: the cell stores its weights packed).
+    pub fn u(&self) -> Array2<F> {
         self.engine.w_recurrent()
     }
 

@@ -90,18 +90,19 @@ impl<F: Scalar> SplitCell<F> {
     pub fn to_concatenated(&self) -> (Array2<F>, Array1<F>) {
         let e = &self.engine;
         (
-            concatenate(Axis(1), &[e.w_recurrent(), e.w_input()]).unwrap_or_default(),
+            concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()])
+                .unwrap_or_default(),
             e.bias().to_owned(),
         )
     }
 
-    /// `W [4H, I]`.
-    pub fn w(&self) -> ArrayView2<'_, F> {
+    /// `W [4H, I]` (a copy: the cell stores its weights packed).
+    pub fn w(&self) -> Array2<F> {
         self.engine.w_input()
     }
 
-    /// `U [4H, H]`.
-    pub fn u(&self) -> ArrayView2<'_, F> {
+    /// `U [4H, H]` (a copy: the cell stores its weights packed).
+    pub fn u(&self) -> Array2<F> {
         self.engine.w_recurrent()
     }
 

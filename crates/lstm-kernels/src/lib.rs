@@ -1,0 +1,250 @@
+#![doc = include_str!("../README.md")]
+
+use std::fmt::Debug;
+use std::ops::{Add, Mul};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+mod packed;
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use packed::{NR, Packed};
+
+/// An instruction-set level, from the plain portable code up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Plain Rust, no target features: runs on any CPU.
+    Portable = 0,
+    /// The portable code compiled for AVX2 and FMA.
+    Avx2 = 1,
+    /// Hand-written AVX-512 kernels (`f32`); `f64` uses the AVX2 build of the portable code.
+    Avx512 = 2,
+}
+
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Avx512 as u8);
+
+/// Caps the level the kernels use (process-wide), for testing the fallbacks and for comparing.
+/// `set_max_level(Level::Avx512)` lifts the cap.
+pub fn set_max_level(level: Level) {
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// The level in use: the widest the running CPU supports, capped by [`set_max_level`].
+///
+/// Detection is done by `std` once and cached, so this is cheap enough to call per product.
+pub fn level() -> Level {
+    let cap = MAX_LEVEL.load(Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cap >= Level::Avx512 as u8 && x86::has_avx512() {
+            return Level::Avx512;
+        }
+        if cap >= Level::Avx2 as u8 && x86::has_avx2() {
+            return Level::Avx2;
+        }
+    }
+    let _ = cap;
+    Level::Portable
+}
+
+mod sealed {
+    use crate::{GateOptions, Packed};
+
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+
+    /// Proof that the call comes from this crate's checked entry points: the kernels behind the
+    /// trait methods trust their arguments, so only [`crate::gemm`] and [`crate::lstm_gates`],
+    /// which check them, can build one.
+    #[derive(Debug)]
+    pub struct Checked(pub(crate) ());
+
+    /// The arguments of one product, checked by [`crate::gemm`].
+    #[derive(Debug)]
+    pub struct GemmArgs<'a, T> {
+        pub m: usize,
+        pub a: &'a [T],
+        pub lda: usize,
+        pub b: &'a Packed<T>,
+        pub c: &'a mut [T],
+        pub ldc: usize,
+        pub init: Option<&'a [T]>,
+    }
+
+    /// One row of the gate pass, checked by [`crate::lstm_gates`].
+    #[derive(Debug)]
+    pub struct GateRow<'a, T> {
+        pub hidden: usize,
+        pub z: &'a mut [T],
+        pub c: &'a mut [T],
+        pub h: &'a mut [T],
+        pub opts: &'a GateOptions<'a, T>,
+    }
+}
+
+use sealed::{Checked, GateRow, GemmArgs};
+
+/// The element types the kernels compute in: `f32` and `f64`.
+pub trait Element:
+    sealed::Sealed
+    + Copy
+    + Default
+    + Debug
+    + PartialEq
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Mul<Output = Self>
+{
+    /// The product at the given level (reachable only through [`gemm`]).
+    #[doc(hidden)]
+    fn gemm_at(level: Level, p: GemmArgs<'_, Self>, _: Checked);
+
+    /// The gate pass at the given level (reachable only through [`lstm_gates`]).
+    #[doc(hidden)]
+    fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool;
+}
+
+/// Options of the gate pass ([`lstm_gates`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GateOptions<'a, T> {
+    /// Peephole weights, `3H` values: the blocks for i, f and o.
+    pub peephole: Option<&'a [T]>,
+    /// Clamp every pre-activation to `[-clip, clip]` (after the peepholes).
+    pub clip: Option<T>,
+    /// `f = 1 - i`.
+    pub input_forget: bool,
+    /// `h = tanh(o * c)` instead of `o * tanh(c)`.
+    pub squash_gated: bool,
+}
+
+impl Element for f32 {
+    fn gemm_at(level: Level, p: GemmArgs<'_, Self>, _: Checked) {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => x86::gemm_f32_avx512(p),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => x86::gemm_avx2(p),
+            _ => portable::gemm(p),
+        }
+    }
+
+    fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => x86::gates_f32_avx512(g),
+            _ => false,
+        }
+    }
+}
+
+impl Element for f64 {
+    fn gemm_at(level: Level, p: GemmArgs<'_, Self>, _: Checked) {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 | Level::Avx2 => x86::gemm_avx2(p),
+            _ => portable::gemm(p),
+        }
+    }
+
+    fn gates_at(_: Level, _: GateRow<'_, Self>, _: Checked) -> bool {
+        false
+    }
+}
+
+/// `C = init + A B` (with `init`, a row of `B.padded_cols()` values added to every row) or
+/// `C += A B` (without), for `A [m, K]` row-major with row stride `lda` and `B` packed `[K, N]`.
+///
+/// Each row of `C` (stride `ldc`) receives `B.padded_cols()` values: the columns past `N` are
+/// scratch. Allocates nothing.
+///
+/// # Panics
+/// When a slice is too short for the shapes or a stride is smaller than the row it strides.
+pub fn gemm<T: Element>(
+    m: usize,
+    a: &[T],
+    lda: usize,
+    b: &Packed<T>,
+    c: &mut [T],
+    ldc: usize,
+    init: Option<&[T]>,
+) {
+    let (k, np) = (b.rows(), b.padded_cols());
+    if m == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(ldc >= np && c.len() >= (m - 1) * ldc + np, "C too short");
+    assert!(init.is_none_or(|i| i.len() >= np), "init too short");
+    if k == 0 {
+        // An empty product: only `init` applies.
+        if let Some(i) = init {
+            for r in 0..m {
+                c[r * ldc..r * ldc + np].copy_from_slice(&i[..np]);
+            }
+        }
+        return;
+    }
+    T::gemm_at(
+        level(),
+        GemmArgs {
+            m,
+            a,
+            lda,
+            b,
+            c,
+            ldc,
+            init,
+        },
+        Checked(()),
+    );
+}
+
+/// The fused gate pass of one batch row, if a vectorised version exists for this element type
+/// and CPU (`f32` with AVX-512); returns `false`, touching nothing, otherwise.
+///
+/// `z` holds the pre-activations `[i | f | g | o]` (`4H`, bias and products included) and
+/// receives the gate activations; `c [H]` is updated in place; `h [H]` is written. Sigmoid gates
+/// and tanh candidate and output, in the order of the ONNX `LSTM` operator:
+/// `i = s(z_i + p_i c)`, `f = s(z_f + p_f c)` (or `1 - i`), `g = tanh(z_g)`, `c' = f c + i g`,
+/// `o = s(z_o + p_o c')`, `h = o tanh(c')` (or `tanh(o c')`).
+///
+/// # Panics
+/// When a slice is shorter than the hidden size says.
+pub fn lstm_gates<T: Element>(
+    hidden: usize,
+    z: &mut [T],
+    c: &mut [T],
+    h: &mut [T],
+    opts: &GateOptions<'_, T>,
+) -> bool {
+    assert!(z.len() >= 4 * hidden && c.len() >= hidden && h.len() >= hidden);
+    assert!(opts.peephole.is_none_or(|p| p.len() >= 3 * hidden));
+    T::gates_at(
+        level(),
+        GateRow {
+            hidden,
+            z,
+            c,
+            h,
+            opts,
+        },
+        Checked(()),
+    )
+}
+
+/// The fast sigmoid and tanh of the vectorised gate pass, applied to a slice, for measuring
+/// their error. Returns `false`, touching nothing, where no vectorised version runs.
+pub fn fast_activations(x: &[f32], sigmoid: &mut [f32], tanh: &mut [f32]) -> bool {
+    let n = x.len().min(sigmoid.len()).min(tanh.len());
+    #[cfg(target_arch = "x86_64")]
+    if level() == Level::Avx512 {
+        x86::activations_avx512(&x[..n], &mut sigmoid[..n], &mut tanh[..n]);
+        return true;
+    }
+    let _ = n;
+    false
+}

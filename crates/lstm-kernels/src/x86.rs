@@ -1,0 +1,368 @@
+//! x86-64 kernels: hand-written AVX-512 for `f32`, and the portable code compiled for AVX2+FMA.
+//!
+//! Every entry point re-checks the CPU feature it needs (a cached load), so none of them can run
+//! an instruction the CPU lacks, whatever level it is asked for.
+
+use std::arch::x86_64::*;
+
+use crate::sealed::{GateRow, GemmArgs};
+use crate::{Element, NR, portable};
+
+pub(crate) fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// The portable product compiled for AVX2+FMA (the portable code where the CPU lacks them).
+pub(crate) fn gemm_avx2<T: Element>(p: GemmArgs<'_, T>) {
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        unsafe { gemm_avx2_inner(p) }
+    } else {
+        portable::gemm(p);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn gemm_avx2_inner<T: Element>(p: GemmArgs<'_, T>) {
+    portable::gemm(p);
+}
+
+/// Rows of the register tile: 12 rows x 32 columns is 24 accumulators of the 32 registers.
+const MR: usize = 12;
+
+/// The `f32` product with AVX-512 (the portable code where the CPU lacks it).
+pub(crate) fn gemm_f32_avx512(p: GemmArgs<'_, f32>) {
+    if has_avx512() {
+        // SAFETY: AVX-512F is present; `crate::gemm` checked every slice against the shapes,
+        // which is all the pointer arithmetic below relies on.
+        unsafe { gemm_512(p) }
+    } else {
+        portable::gemm(p);
+    }
+}
+
+/// # Safety
+/// AVX-512F present; `a` holds `m` rows of `K` at stride `lda`, `c` holds `m` rows of
+/// `padded_cols` at stride `ldc`, `init` (if any) holds `padded_cols` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
+    let GemmArgs {
+        m,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        init,
+    } = p;
+    let k = b.rows();
+    let panels = b.padded_cols() / NR;
+    let (ap, bp, cp) = (a.as_ptr(), b.data().as_ptr(), c.as_mut_ptr());
+    let init = init.map(<[f32]>::as_ptr);
+    // SAFETY (whole body): every offset stays inside the slices by the contract above: panel
+    // `pi` spans `[pi*K*NR, (pi+1)*K*NR)` of the packed data; row `r` of A spans
+    // `[r*lda, r*lda + K)`; row `r` of C spans `[r*ldc, r*ldc + padded_cols)`.
+    unsafe {
+        if m == 1 {
+            for pi in 0..panels {
+                gemv_panel(
+                    k,
+                    ap,
+                    bp.add(pi * k * NR),
+                    cp.add(pi * NR),
+                    init.map(|i| i.add(pi * NR)),
+                );
+            }
+            return;
+        }
+        // Rows per block: the block of A (at most 1 MiB) stays in L2 while the panels stream by.
+        let mc_max = ((1usize << 18) / k).max(MR);
+        let mut m0 = 0;
+        while m0 < m {
+            let mc = (m - m0).min(mc_max);
+            let blocks = mc.div_ceil(MR);
+            for pi in 0..panels {
+                let panel = bp.add(pi * k * NR);
+                let ini = init.map(|i| i.add(pi * NR));
+                for blk in 0..blocks {
+                    let lo = m0 + mc * blk / blocks;
+                    let hi = m0 + mc * (blk + 1) / blocks;
+                    let a0 = ap.add(lo * lda);
+                    let c0 = cp.add(lo * ldc + pi * NR);
+                    match hi - lo {
+                        1 => tile::<1>(k, a0, lda, panel, c0, ldc, ini),
+                        2 => tile::<2>(k, a0, lda, panel, c0, ldc, ini),
+                        3 => tile::<3>(k, a0, lda, panel, c0, ldc, ini),
+                        4 => tile::<4>(k, a0, lda, panel, c0, ldc, ini),
+                        5 => tile::<5>(k, a0, lda, panel, c0, ldc, ini),
+                        6 => tile::<6>(k, a0, lda, panel, c0, ldc, ini),
+                        7 => tile::<7>(k, a0, lda, panel, c0, ldc, ini),
+                        8 => tile::<8>(k, a0, lda, panel, c0, ldc, ini),
+                        9 => tile::<9>(k, a0, lda, panel, c0, ldc, ini),
+                        10 => tile::<10>(k, a0, lda, panel, c0, ldc, ini),
+                        11 => tile::<11>(k, a0, lda, panel, c0, ldc, ini),
+                        _ => tile::<12>(k, a0, lda, panel, c0, ldc, ini),
+                    }
+                }
+            }
+            m0 += mc;
+        }
+    }
+}
+
+/// `R` rows by one panel: `R x 32` accumulators held in registers over the whole `K`.
+///
+/// # Safety
+/// AVX-512F present; `a` has `R` rows of `k` at stride `lda`, `b` one panel of `k x NR`, `c` has
+/// `R` rows of `NR` at stride `ldc`, `init` (if any) `NR` values.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    init: Option<*const f32>,
+) {
+    // SAFETY: within the ranges of the contract above.
+    unsafe {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        match init {
+            Some(i) => {
+                let (x, y) = (_mm512_loadu_ps(i), _mm512_loadu_ps(i.add(16)));
+                lo = [x; R];
+                hi = [y; R];
+            }
+            None => {
+                for r in 0..R {
+                    lo[r] = _mm512_loadu_ps(c.add(r * ldc));
+                    hi[r] = _mm512_loadu_ps(c.add(r * ldc + 16));
+                }
+            }
+        }
+        for kk in 0..k {
+            let b0 = _mm512_loadu_ps(b.add(kk * NR));
+            let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
+            for r in 0..R {
+                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(c.add(r * ldc), lo[r]);
+            _mm512_storeu_ps(c.add(r * ldc + 16), hi[r]);
+        }
+    }
+}
+
+/// One row by one panel: four interleaved partial sums per half-panel (eight chains of
+/// fused multiply-adds in flight), reading the panel front to back.
+///
+/// # Safety
+/// AVX-512F present; `x` has `k` values, `b` one panel of `k x NR`, `y` and `init` `NR` values.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn gemv_panel(k: usize, x: *const f32, b: *const f32, y: *mut f32, init: Option<*const f32>) {
+    // SAFETY: within the ranges of the contract above.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut kk = 0;
+        while kk + 4 <= k {
+            for u in 0..4 {
+                let xv = _mm512_set1_ps(*x.add(kk + u));
+                let row = b.add((kk + u) * NR);
+                acc[2 * u] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(row), acc[2 * u]);
+                acc[2 * u + 1] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(row.add(16)), acc[2 * u + 1]);
+            }
+            kk += 4;
+        }
+        while kk < k {
+            let xv = _mm512_set1_ps(*x.add(kk));
+            let row = b.add(kk * NR);
+            acc[0] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(row), acc[0]);
+            acc[1] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(row.add(16)), acc[1]);
+            kk += 1;
+        }
+        let base = init.unwrap_or(y);
+        let lo = _mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[2]),
+            _mm512_add_ps(acc[4], acc[6]),
+        );
+        let hi = _mm512_add_ps(
+            _mm512_add_ps(acc[1], acc[3]),
+            _mm512_add_ps(acc[5], acc[7]),
+        );
+        _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(base), lo));
+        _mm512_storeu_ps(y.add(16), _mm512_add_ps(_mm512_loadu_ps(base.add(16)), hi));
+    }
+}
+
+/// `e^x`: Cody-Waite reduction to `r` in `[-ln2/2, ln2/2]`, a degree-6 polynomial (the Cephes
+/// `expf` coefficients), and `scalef` for the power of two, which saturates to 0 and infinity
+/// exactly. NaN in, NaN out.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp512(x: __m512) -> __m512 {
+    // `max`/`min` return their second operand when either is NaN: `x` goes second.
+    let x = _mm512_max_ps(_mm512_set1_ps(-104.0), x);
+    let x = _mm512_min_ps(_mm512_set1_ps(104.0), x);
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    for coef in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coef));
+    }
+    let p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    _mm512_scalef_ps(_mm512_add_ps(p, _mm512_set1_ps(1.0)), n)
+}
+
+/// `1 / (1 + e^-x)`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sigmoid512(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))))
+}
+
+/// `tanh x`: an odd polynomial below 0.625 (the Cephes `tanhf` one, accurate to a few ulp
+/// where the exponential form would cancel), `1 - 2 / (e^{2|x|} + 1)` with the sign of `x` above.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn tanh512(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let ax = _mm512_abs_ps(x);
+    let z = _mm512_mul_ps(x, x);
+    let mut p = _mm512_set1_ps(-5.704_988_7e-3);
+    for coef in [2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1] {
+        p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(coef));
+    }
+    let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    // tanh(9) rounds to 1 in f32; the clamp keeps e^{2|x|} finite. NaN stays NaN.
+    let e = exp512(_mm512_add_ps(ax, ax));
+    let e = _mm512_min_ps(_mm512_set1_ps(6.565_997e7), e);
+    let big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)));
+    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+    let big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
+    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(0.625));
+    _mm512_mask_blend_ps(is_small, big, small)
+}
+
+/// The clamp to `[lo, hi]`, NaN-preserving.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn clamp512(x: __m512, bounds: Option<(__m512, __m512)>) -> __m512 {
+    match bounds {
+        Some((lo, hi)) => _mm512_min_ps(hi, _mm512_max_ps(lo, x)),
+        None => x,
+    }
+}
+
+/// The `f32` gate pass with AVX-512; `false` where the CPU lacks it.
+pub(crate) fn gates_f32_avx512(g: GateRow<'_, f32>) -> bool {
+    if !has_avx512() {
+        return false;
+    }
+    // SAFETY: AVX-512F is present; `crate::lstm_gates` checked the slice lengths.
+    unsafe { gates_512(g) };
+    true
+}
+
+/// # Safety
+/// AVX-512F present; `z` has `4H` values, `c` and `h` `H`, the peepholes (if any) `3H`.
+#[target_feature(enable = "avx512f")]
+unsafe fn gates_512(g: GateRow<'_, f32>) {
+    let GateRow { hidden: n, z, c, h, opts } = g;
+    let (zp, cp, hp) = (z.as_mut_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    let peep = opts.peephole.map(<[f32]>::as_ptr);
+    let clip = opts
+        .clip
+        .map(|k| (_mm512_set1_ps(-k), _mm512_set1_ps(k)));
+    let one = _mm512_set1_ps(1.0);
+    let mut j = 0;
+    // SAFETY: lane `j + l` is loaded and stored only where the mask has it below `H`, so every
+    // access stays inside the ranges of the contract above.
+    unsafe {
+        while j < n {
+            let m: __mmask16 = if n - j >= 16 {
+                0xffff
+            } else {
+                ((1u32 << (n - j)) - 1) as u16
+            };
+            let c_prev = _mm512_maskz_loadu_ps(m, cp.add(j));
+            let mut zi = _mm512_maskz_loadu_ps(m, zp.add(j));
+            let mut zf = _mm512_maskz_loadu_ps(m, zp.add(n + j));
+            let zg = _mm512_maskz_loadu_ps(m, zp.add(2 * n + j));
+            let mut zo = _mm512_maskz_loadu_ps(m, zp.add(3 * n + j));
+            if let Some(p) = peep {
+                zi = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p.add(j)), c_prev, zi);
+                zf = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p.add(n + j)), c_prev, zf);
+            }
+            let i = sigmoid512(clamp512(zi, clip));
+            let f = if opts.input_forget {
+                _mm512_sub_ps(one, i)
+            } else {
+                sigmoid512(clamp512(zf, clip))
+            };
+            let cand = tanh512(clamp512(zg, clip));
+            let c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, cand));
+            if let Some(p) = peep {
+                zo = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p.add(2 * n + j)), c_new, zo);
+            }
+            let o = sigmoid512(clamp512(zo, clip));
+            let hv = if opts.squash_gated {
+                tanh512(_mm512_mul_ps(o, c_new))
+            } else {
+                _mm512_mul_ps(o, tanh512(c_new))
+            };
+            _mm512_mask_storeu_ps(cp.add(j), m, c_new);
+            _mm512_mask_storeu_ps(hp.add(j), m, hv);
+            _mm512_mask_storeu_ps(zp.add(j), m, i);
+            _mm512_mask_storeu_ps(zp.add(n + j), m, f);
+            _mm512_mask_storeu_ps(zp.add(2 * n + j), m, cand);
+            _mm512_mask_storeu_ps(zp.add(3 * n + j), m, o);
+            j += 16;
+        }
+    }
+}
+
+/// The gate pass's sigmoid and tanh over slices of equal length (callers check AVX-512).
+pub(crate) fn activations_avx512(x: &[f32], s: &mut [f32], t: &mut [f32]) {
+    if has_avx512() {
+        // SAFETY: AVX-512F is present; the three slices have the same length (the caller cuts
+        // them to the shortest).
+        unsafe { activations_512(x, s, t) }
+    }
+}
+
+/// # Safety
+/// AVX-512F present; `s` and `t` at least as long as `x`.
+#[target_feature(enable = "avx512f")]
+unsafe fn activations_512(x: &[f32], s: &mut [f32], t: &mut [f32]) {
+    let n = x.len().min(s.len()).min(t.len());
+    let mut j = 0;
+    // SAFETY: masked to the first `n` lanes of each slice.
+    unsafe {
+        while j < n {
+            let m: __mmask16 = if n - j >= 16 {
+                0xffff
+            } else {
+                ((1u32 << (n - j)) - 1) as u16
+            };
+            let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(j));
+            _mm512_mask_storeu_ps(s.as_mut_ptr().add(j), m, sigmoid512(v));
+            _mm512_mask_storeu_ps(t.as_mut_ptr().add(j), m, tanh512(v));
+            j += 16;
+        }
+    }
+}

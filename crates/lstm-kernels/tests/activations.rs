@@ -1,0 +1,94 @@
+//! The vectorised sigmoid and tanh against `f64` over the whole `f32` range: a dense sweep of
+//! [-20, 20], a log-spaced sweep out to 1e30 both ways (saturation), and the special values.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+use lstm_kernels::{GateOptions, fast_activations, lstm_gates};
+
+fn sweep() -> Vec<f32> {
+    let mut x: Vec<f32> = (0..=4_000_000).map(|i| -20.0 + i as f32 * 1e-5).collect();
+    let mut v = 1e-30f64;
+    while v < 1e30 {
+        x.push(v as f32);
+        x.push(-v as f32);
+        v *= 1.001;
+    }
+    x.extend([0.0, -0.0, 0.625, -0.625, 9.0, -9.0, 88.0, -88.0, 104.0, -104.0]);
+    x.extend([f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE]);
+    x
+}
+
+#[test]
+fn fast_activations_are_within_bounds_of_f64() {
+    let x = sweep();
+    let (mut s, mut t) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    if !fast_activations(&x, &mut s, &mut t) {
+        return; // no vectorised version on this CPU: the exact functions are used instead
+    }
+    let (mut ds, mut dt, mut rt) = (0.0f64, 0.0f64, 0.0f64);
+    for ((&x, &s), &t) in x.iter().zip(&s).zip(&t) {
+        let xd = f64::from(x);
+        let (es, et) = (1.0 / (1.0 + (-xd).exp()), xd.tanh());
+        ds = ds.max((f64::from(s) - es).abs());
+        dt = dt.max((f64::from(t) - et).abs());
+        if et != 0.0 {
+            rt = rt.max(((f64::from(t) - et) / et).abs());
+        }
+        assert!((0.0..=1.0).contains(&s) && (-1.0..=1.0).contains(&t), "range at {x}");
+    }
+    println!("max |sigmoid error| {ds:e}, max |tanh error| {dt:e}, max tanh relative {rt:e}");
+    assert!(ds < 1.5e-7, "sigmoid error {ds:e}");
+    assert!(dt < 1.5e-7, "tanh error {dt:e}");
+    assert!(rt < 1e-6, "tanh relative error {rt:e}");
+}
+
+#[test]
+fn nan_propagates() {
+    let x = [f32::NAN; 17];
+    let (mut s, mut t) = ([0.0; 17], [0.0; 17]);
+    if fast_activations(&x, &mut s, &mut t) {
+        assert!(s.iter().chain(&t).all(|v| v.is_nan()));
+    }
+}
+
+/// The fused pass against the formulas, with every option, for widths that are and are not
+/// multiples of the vector width.
+#[test]
+fn gate_pass_matches_the_formulas() {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for n in [1usize, 15, 16, 17, 40] {
+        for (peep, clip, coupled, squash) in [
+            (false, None, false, false),
+            (true, Some(0.5f32), true, true),
+            (true, None, false, true),
+            (false, Some(3.0), true, false),
+        ] {
+            let z0: Vec<f32> = (0..4 * n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4).collect();
+            let c0: Vec<f32> = (0..n).map(|i| (i as f32 - 7.0) * 0.3).collect();
+            let p: Vec<f32> = (0..3 * n).map(|i| ((i % 5) as f32 - 2.0) * 0.2).collect();
+            let opts = GateOptions {
+                peephole: peep.then_some(&p[..]),
+                clip,
+                input_forget: coupled,
+                squash_gated: squash,
+            };
+            let (mut z, mut c, mut h) = (z0.clone(), c0.clone(), vec![0.0f32; n]);
+            if !lstm_gates(n, &mut z, &mut c, &mut h, &opts) {
+                return;
+            }
+            for j in 0..n {
+                let cl = |v: f64| clip.map_or(v, |k| v.clamp(-f64::from(k), f64::from(k)));
+                let pv = |g: usize| if peep { f64::from(p[g * n + j]) } else { 0.0 };
+                let cp = f64::from(c0[j]);
+                let i = sig(cl(f64::from(z0[j]) + pv(0) * cp));
+                let f = if coupled { 1.0 - i } else { sig(cl(f64::from(z0[n + j]) + pv(1) * cp)) };
+                let g = cl(f64::from(z0[2 * n + j])).tanh();
+                let cn = f * cp + i * g;
+                let o = sig(cl(f64::from(z0[3 * n + j]) + pv(2) * cn));
+                let hv = if squash { (o * cn).tanh() } else { o * cn.tanh() };
+                for (got, want) in [(c[j], cn), (h[j], hv), (z[j], i), (z[n + j], f), (z[2 * n + j], g), (z[3 * n + j], o)] {
+                    assert!((f64::from(got) - want).abs() < 1e-6, "n {n} j {j}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
