@@ -351,6 +351,56 @@ impl<F: Scalar> LstmEngine<F> {
         }
     }
 
+    /// The whole-sequence path when every row steps at every position (no trace): the input
+    /// projection is computed a chunk of steps at a time, right before the recurrence reads it,
+    /// so the pre-activations (at most [`CHUNK`] values) stay in cache with the weights, and the
+    /// recurrence adds to them in place.
+    fn sequence_chunked(
+        &self,
+        input: ArrayView3<'_, F>,
+        state: &mut LstmState<F>,
+        mut output: ArrayViewMut3<'_, F>,
+        direction: Direction,
+        ws: &mut Workspace<F>,
+    ) {
+        let (t, b, i) = input.dim();
+        let per_step = b * self.gate_stride();
+        let chunk = (CHUNK / per_step.max(1)).clamp(1, t.max(1));
+        let time_major = input.to_slice();
+        let ([pre, xbuf], _, ws) = ws.split_reused([
+            chunk * per_step,
+            if time_major.is_some() { 0 } else { chunk * b * i },
+        ]);
+        let mut k = 0;
+        while k < t {
+            let len = chunk.min(t - k);
+            let (lo, hi) = match direction {
+                Direction::Forward => (k, k + len),
+                Direction::Reverse => (t - k - len, t - k),
+            };
+            let xs: &[F] = match time_major {
+                Some(xs) => &xs[lo * b * i..hi * b * i],
+                None => {
+                    let dst = &mut xbuf[..len * b * i];
+                    for (d, &v) in dst.iter_mut().zip(input.slice(s![lo..hi, .., ..]).iter()) {
+                        *d = v;
+                    }
+                    dst
+                }
+            };
+            lstm_kernels::gemm(len * b, xs, i, &self.wx, pre, self.gate_stride(), Some(&self.bias));
+            for j in 0..len {
+                let tt = match direction {
+                    Direction::Forward => lo + j,
+                    Direction::Reverse => hi - 1 - j,
+                };
+                self.update(&mut pre[(tt - lo) * per_step..], self.gate_stride(), state, ws);
+                output.index_axis_mut(Axis(0), tt).assign(&state.h());
+            }
+            k += len;
+        }
+    }
+
     /// The fused gate pass of one batch row: `z [4H]` pre-activations in, activations out;
     /// `c [H]` updated in place; `h [H]` written.
     #[inline]
@@ -391,6 +441,10 @@ impl<F: Scalar> LstmEngine<F> {
         }
     }
 }
+
+/// Pre-activation values the chunked sequence path keeps at a time (512 KiB of `f32`): with the
+/// recurrent weights, a chunk stays in a core's L2 cache.
+pub const CHUNK: usize = 1 << 17;
 
 /// A cell whose computation is an [`LstmEngine`]; every such cell is a [`RecurrentCell`] with
 /// the engine's fast whole-sequence path.
@@ -466,7 +520,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         &self,
         input: ArrayView3<'_, F>,
         state: &mut LstmState<F>,
-        mut output: ArrayViewMut3<'_, F>,
+        output: ArrayViewMut3<'_, F>,
         opts: &SeqOptions<'_>,
         trace: Option<&mut Trace<F>>,
         ws: &mut Workspace<F>,
@@ -474,6 +528,10 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         let e = self.engine();
         let (t, b, i) = input.dim();
         let (g4, gp) = (4 * e.hidden, e.gate_stride());
+        let masked = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < t));
+        if !masked && trace.is_none() {
+            return e.sequence_chunked(input, state, output, opts.direction, ws);
+        }
         // Rows of the input in memory order: time-major (`t * B + b`) or batch-major
         // (`b * T + t`); anything else is copied to time-major first.
         let time_major = input.to_slice();
@@ -508,20 +566,6 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
                 tt * b + bb
             }
         };
-        let ldz = if is_batch_major { t * gp } else { gp };
-        let masked = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < t));
-        if !masked && trace.is_none() {
-            // Every row steps at every position: the recurrence runs in place on `pre`.
-            for k in 0..t {
-                let tt = match opts.direction {
-                    Direction::Forward => k,
-                    Direction::Reverse => t - 1 - k,
-                };
-                e.update(&mut pre[row_of(tt, 0) * gp..], ldz, state, ws);
-                output.index_axis_mut(Axis(0), tt).assign(&state.h());
-            }
-            return;
-        }
         let pre = &*pre;
         unroll::drive(
             t,

@@ -34,6 +34,9 @@ fn gemm_avx2_inner<T: Element>(p: GemmArgs<'_, T>) {
 /// Rows of the register tile: 12 rows x 32 columns is 24 accumulators of the 32 registers.
 const MR: usize = 12;
 
+/// Slice of K per pass: a panel's slice (KC x 128 bytes) and a tile's rows of A stay in L1.
+const KC: usize = 160;
+
 /// The `f32` product with AVX-512 (the portable code where the CPU lacks it).
 pub(crate) fn gemm_f32_avx512(p: GemmArgs<'_, f32>) {
     if has_avx512() {
@@ -81,50 +84,103 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
         }
         // Rows per block: the block of A (at most 1 MiB) stays in L2 while the panels stream by.
         let mc_max = ((1usize << 18) / k).max(MR);
-        let mut m0 = 0;
-        while m0 < m {
-            let mc = (m - m0).min(mc_max);
-            let blocks = mc.div_ceil(MR);
-            for pi in 0..panels {
-                let panel = bp.add(pi * k * NR);
-                let ini = init.map(|i| i.add(pi * NR));
+        PACKED_A.with_borrow_mut(|buf| {
+            let mut m0 = 0;
+            while m0 < m {
+                let mc = (m - m0).min(mc_max);
+                let blocks = mc.div_ceil(MR);
+                let bounds = |blk: usize| m0 + mc * blk / blocks;
+                // Each tile's rows of A, k-major (`R` values per k), so the kernel broadcasts
+                // from one running pointer.
+                if buf.len() < mc * k {
+                    buf.resize(mc * k, 0.0);
+                }
                 for blk in 0..blocks {
-                    let lo = m0 + mc * blk / blocks;
-                    let hi = m0 + mc * (blk + 1) / blocks;
-                    let a0 = ap.add(lo * lda);
-                    let c0 = cp.add(lo * ldc + pi * NR);
-                    match hi - lo {
-                        1 => tile::<1>(k, a0, lda, panel, c0, ldc, ini),
-                        2 => tile::<2>(k, a0, lda, panel, c0, ldc, ini),
-                        3 => tile::<3>(k, a0, lda, panel, c0, ldc, ini),
-                        4 => tile::<4>(k, a0, lda, panel, c0, ldc, ini),
-                        5 => tile::<5>(k, a0, lda, panel, c0, ldc, ini),
-                        6 => tile::<6>(k, a0, lda, panel, c0, ldc, ini),
-                        7 => tile::<7>(k, a0, lda, panel, c0, ldc, ini),
-                        8 => tile::<8>(k, a0, lda, panel, c0, ldc, ini),
-                        9 => tile::<9>(k, a0, lda, panel, c0, ldc, ini),
-                        10 => tile::<10>(k, a0, lda, panel, c0, ldc, ini),
-                        11 => tile::<11>(k, a0, lda, panel, c0, ldc, ini),
-                        _ => tile::<12>(k, a0, lda, panel, c0, ldc, ini),
+                    let (lo, hi) = (bounds(blk), bounds(blk + 1));
+                    let rows = hi - lo;
+                    let dst = &mut buf[(lo - m0) * k..(hi - m0) * k];
+                    for r in 0..rows {
+                        let src = &a[(lo + r) * lda..(lo + r) * lda + k];
+                        for (kk, &v) in src.iter().enumerate() {
+                            dst[kk * rows + r] = v;
+                        }
                     }
                 }
+                let packed = buf.as_ptr();
+                for pi in 0..panels {
+                    // Slices of K: each slice of the panel stays in L1 while every tile of the
+                    // block passes over it; the block's strip of C stays in L2 across slices.
+                    let mut k0 = 0;
+                    while k0 < k {
+                        let kc = (k - k0).min(KC);
+                        let panel = bp.add(pi * k * NR + k0 * NR);
+                        // The first slice starts from `init` (or C); the others add to C.
+                        let ini = if k0 == 0 {
+                            init.map(|i| i.add(pi * NR))
+                        } else {
+                            None
+                        };
+                        for blk in 0..blocks {
+                            let (lo, hi) = (bounds(blk), bounds(blk + 1));
+                            let rows = hi - lo;
+                            let a0 = packed.add((lo - m0) * k + k0 * rows);
+                            let c0 = cp.add(lo * ldc + pi * NR);
+                            if k0 == 0 {
+                                // C may be far out of cache (a step's rows of the hoisted input
+                                // projection): fetch the next tile's rows while this one runs.
+                                let (nlo, nhi, npi) = if blk + 1 < blocks {
+                                    (hi, bounds(blk + 2), pi)
+                                } else {
+                                    (m0, bounds(1), pi + 1)
+                                };
+                                if npi < panels {
+                                    for r in nlo..nhi {
+                                        let line = cp.add(r * ldc + npi * NR) as *const i8;
+                                        _mm_prefetch::<_MM_HINT_T0>(line);
+                                        _mm_prefetch::<_MM_HINT_T0>(line.add(64));
+                                    }
+                                }
+                            }
+                            match rows {
+                                1 => tile::<1>(kc, a0, panel, c0, ldc, ini),
+                                2 => tile::<2>(kc, a0, panel, c0, ldc, ini),
+                                3 => tile::<3>(kc, a0, panel, c0, ldc, ini),
+                                4 => tile::<4>(kc, a0, panel, c0, ldc, ini),
+                                5 => tile::<5>(kc, a0, panel, c0, ldc, ini),
+                                6 => tile::<6>(kc, a0, panel, c0, ldc, ini),
+                                7 => tile::<7>(kc, a0, panel, c0, ldc, ini),
+                                8 => tile::<8>(kc, a0, panel, c0, ldc, ini),
+                                9 => tile::<9>(kc, a0, panel, c0, ldc, ini),
+                                10 => tile::<10>(kc, a0, panel, c0, ldc, ini),
+                                11 => tile::<11>(kc, a0, panel, c0, ldc, ini),
+                                _ => tile::<12>(kc, a0, panel, c0, ldc, ini),
+                            }
+                        }
+                        k0 += kc;
+                    }
+                }
+                m0 += mc;
             }
-            m0 += mc;
-        }
+        });
     }
+}
+
+thread_local! {
+    /// The packed rows of A for [`gemm_512`]: grown to the largest block seen, then reused, so
+    /// a thread's products allocate nothing once warm.
+    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `R` rows by one panel: `R x 32` accumulators held in registers over the whole `K`.
 ///
 /// # Safety
-/// AVX-512F present; `a` has `R` rows of `k` at stride `lda`, `b` one panel of `k x NR`, `c` has
-/// `R` rows of `NR` at stride `ldc`, `init` (if any) `NR` values.
+/// AVX-512F present; `a` has `k x R` values (row `r` of step `kk` at `kk * R + r`), `b` one panel
+/// of `k x NR`, `c` has `R` rows of `NR` at stride `ldc`, `init` (if any) `NR` values.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile<const R: usize>(
     k: usize,
     a: *const f32,
-    lda: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -151,7 +207,7 @@ unsafe fn tile<const R: usize>(
             let b0 = _mm512_loadu_ps(b.add(kk * NR));
             let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
             for r in 0..R {
-                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                let av = _mm512_set1_ps(*a.add(kk * R + r));
                 lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
                 hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
             }
@@ -206,13 +262,15 @@ unsafe fn gemv_panel(k: usize, x: *const f32, b: *const f32, y: *mut f32, init: 
 }
 
 /// `e^x`: Cody-Waite reduction to `r` in `[-ln2/2, ln2/2]`, a degree-6 polynomial (the Cephes
-/// `expf` coefficients), and `scalef` for the power of two, which saturates to 0 and infinity
-/// exactly. NaN in, NaN out.
+/// `expf` coefficients), and `scalef` for the power of two, which saturates to infinity exactly.
+/// Arguments below -87.33 give `e^-87.33`, the smallest normal result: subnormal values make
+/// Intel cores take a microcode assist on every instruction that touches them (about ten times
+/// slower), and nothing downstream can tell 1e-38 from less. NaN in, NaN out.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp512(x: __m512) -> __m512 {
     // `max`/`min` return their second operand when either is NaN: `x` goes second.
-    let x = _mm512_max_ps(_mm512_set1_ps(-104.0), x);
+    let x = _mm512_max_ps(_mm512_set1_ps(-87.33), x);
     let x = _mm512_min_ps(_mm512_set1_ps(104.0), x);
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
@@ -227,12 +285,23 @@ fn exp512(x: __m512) -> __m512 {
     _mm512_scalef_ps(_mm512_add_ps(p, _mm512_set1_ps(1.0)), n)
 }
 
-/// `1 / (1 + e^-x)`.
+/// `1 / d` for `d` in `[1, 2^126]`: the 14-bit hardware estimate and one Newton step, a few
+/// times cheaper than a division and within an ulp or two of it.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn recip512(d: __m512) -> __m512 {
+    let y = _mm512_rcp14_ps(d);
+    let e = _mm512_fnmadd_ps(d, y, _mm512_set1_ps(1.0));
+    _mm512_fmadd_ps(y, e, y)
+}
+
+/// `1 / (1 + e^-x)`, for `x` below -87 that of -87 (1.6e-38, the result stays normal).
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn sigmoid512(x: __m512) -> __m512 {
     let one = _mm512_set1_ps(1.0);
-    _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))))
+    let x = _mm512_max_ps(_mm512_set1_ps(-87.0), x);
+    recip512(_mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))))
 }
 
 /// `tanh x`: an odd polynomial below 0.625 (the Cephes `tanhf` one, accurate to a few ulp
@@ -242,20 +311,37 @@ fn sigmoid512(x: __m512) -> __m512 {
 fn tanh512(x: __m512) -> __m512 {
     let one = _mm512_set1_ps(1.0);
     let ax = _mm512_abs_ps(x);
-    let z = _mm512_mul_ps(x, x);
+    // Below 1e-15 tanh x is x to the last bit; zeroing the polynomial's argument there keeps
+    // x * x from going subnormal (see `exp512`).
+    let xp = _mm512_maskz_mov_ps(
+        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(ax, _mm512_set1_ps(1e-15)),
+        x,
+    );
+    let z = _mm512_mul_ps(xp, xp);
     let mut p = _mm512_set1_ps(-5.704_988_7e-3);
     for coef in [2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1] {
         p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(coef));
     }
-    let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), xp, x);
     // tanh(9) rounds to 1 in f32; the clamp keeps e^{2|x|} finite. NaN stays NaN.
     let e = exp512(_mm512_add_ps(ax, ax));
     let e = _mm512_min_ps(_mm512_set1_ps(6.565_997e7), e);
-    let big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)));
+    let r = recip512(_mm512_add_ps(e, one));
+    let big = _mm512_fnmadd_ps(_mm512_set1_ps(2.0), r, one);
     let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
     let big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
     let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(0.625));
     _mm512_mask_blend_ps(is_small, big, small)
+}
+
+/// Subnormal lanes to zero (a change below 1.2e-38), so that a state decaying towards zero
+/// never sits in the range where every instruction that reads it takes a microcode assist.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn flush512(x: __m512) -> __m512 {
+    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(f32::MIN_POSITIVE));
+    let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps());
+    _mm512_mask_mov_ps(x, tiny & !zero, _mm512_setzero_ps())
 }
 
 /// The clamp to `[lo, hi]`, NaN-preserving.
@@ -315,16 +401,16 @@ unsafe fn gates_512(g: GateRow<'_, f32>) {
                 sigmoid512(clamp512(zf, clip))
             };
             let cand = tanh512(clamp512(zg, clip));
-            let c_new = _mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, cand));
+            let c_new = flush512(_mm512_fmadd_ps(f, c_prev, _mm512_mul_ps(i, cand)));
             if let Some(p) = peep {
                 zo = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p.add(2 * n + j)), c_new, zo);
             }
             let o = sigmoid512(clamp512(zo, clip));
-            let hv = if opts.squash_gated {
+            let hv = flush512(if opts.squash_gated {
                 tanh512(_mm512_mul_ps(o, c_new))
             } else {
                 _mm512_mul_ps(o, tanh512(c_new))
-            };
+            });
             _mm512_mask_storeu_ps(cp.add(j), m, c_new);
             _mm512_mask_storeu_ps(hp.add(j), m, hv);
             _mm512_mask_storeu_ps(zp.add(j), m, i);
