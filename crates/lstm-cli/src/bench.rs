@@ -57,10 +57,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
                 a.variants = vec![found];
             }
             Long("threads") => {
-                let v = p.value()?.string()?;
-                a.threads = v.parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| {
-                    CliError::Usage(format!("--threads needs a positive integer, got {v:?}"))
-                })?;
+                a.threads = crate::parse_threads(&p.value()?.string()?)?;
             }
             Long("format") => {
                 let v = p.value()?.string()?;
@@ -121,7 +118,7 @@ fn measure(s: &Subject, w: &Workload, threads: usize) -> CliResult<f64> {
     if w.name == "stream" {
         let Subject::Cell(cell) = s else {
             let x: Array3<f32> = rng.uniform_array((1, 1, w.input), 1.0);
-            return time_runs(200, 2000, || s_forward(s, &x));
+            return time_runs(200, 2000, || s_forward(s, &x, threads));
         };
         let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
         let mut gates = Array2::zeros((1, 4 * w.hidden));
@@ -167,13 +164,17 @@ fn measure(s: &Subject, w: &Workload, threads: usize) -> CliResult<f64> {
                 Ok(())
             })
         }
-        Subject::Stack(_) => time_runs(2, reps, || s_forward(s, &x)),
+        Subject::Stack(_) => time_runs(2, reps, || s_forward(s, &x, threads)),
     }
 }
 
-fn s_forward(s: &Subject, x: &Array3<f32>) -> CliResult {
+fn s_forward(s: &Subject, x: &Array3<f32>, threads: usize) -> CliResult {
     if let Subject::Stack(stack) = s {
-        stack.forward(x.view(), None, None, &StackOptions::default())?;
+        let opts = StackOptions {
+            threads,
+            ..StackOptions::default()
+        };
+        stack.forward(x.view(), None, None, &opts)?;
     }
     Ok(())
 }
@@ -209,10 +210,10 @@ pub fn run(a: &BenchArgs) -> CliResult {
             }
             let s = subject(variant, w)?;
             let secs = measure(&s, w, a.threads)?;
-            let threads = if w.name == "stream" || matches!(s, Subject::Stack(_)) {
-                1
-            } else {
-                a.threads.min(w.batch)
+            let threads = match s {
+                Subject::Stack(_) => a.threads,
+                _ if w.name == "stream" => 1,
+                _ => a.threads.min(w.batch),
             };
             let (value, unit) = match w.name {
                 "stream" => (secs * 1e9, "ns/step"),

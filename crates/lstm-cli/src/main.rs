@@ -88,3 +88,11 @@ fn run() -> CliResult {
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
 }
+
+/// The value of `--threads`: a positive integer.
+fn parse_threads(v: &str) -> CliResult<usize> {
+    v.parse()
+        .ok()
+        .filter(|&n: &usize| n >= 1)
+        .ok_or_else(|| CliError::Usage(format!("--threads needs a positive integer, got {v:?}")))
+}

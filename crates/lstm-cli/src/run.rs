@@ -23,14 +23,16 @@ pub struct RunArgs {
     sequence_lens: Option<PathBuf>,
     batch_first: bool,
     prefix: Option<String>,
+    threads: usize,
 }
 
 pub const HELP: &str = "\
     lstm run --model MODEL --input X.npy --output Y.npy
              [--initial-h H0.npy] [--initial-c C0.npy] [--final-h HN.npy] [--final-c CN.npy]
-             [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.]
+             [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
         Run a PyTorch nn.LSTM (state_dict saved as .safetensors) or an ONNX model with one LSTM
-        node (.onnx). float32 input computes in float32, float64 in float64.
+        node (.onnx). float32 input computes in float32, float64 in float64. --threads N
+        (default 1) runs the directions of a bidirectional layer at once and splits the batch.
 ";
 
 /// Parses the arguments after `run`.
@@ -48,6 +50,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
             Long("sequence-lens") => a.sequence_lens = Some(p.value()?.into()),
             Long("batch-first") => a.batch_first = true,
             Long("prefix") => a.prefix = Some(p.value()?.string()?),
+            Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -185,6 +188,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
             let opts = StackOptions {
                 layout,
                 lengths: lengths.as_deref(),
+                threads: args.threads,
                 ..StackOptions::default()
             };
             let out = stack.forward(
@@ -198,7 +202,8 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
             write(&args.final_c, out.c_n.view().into_dyn())?;
         }
         "onnx" => {
-            let node = onnx::load::<F>(model)?;
+            let mut node = onnx::load::<F>(model)?;
+            node.threads = args.threads;
             if args.prefix.is_some() {
                 return Err(CliError::Usage(
                     "--prefix applies to .safetensors models only".into(),

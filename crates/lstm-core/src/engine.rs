@@ -286,9 +286,9 @@ impl<F: Scalar> LstmEngine<F> {
 
     /// Projection `[P, H]` (unpacked into a new array).
     pub fn projection(&self) -> Option<Array2<F>> {
-        self.proj.as_ref().map(|p| {
-            Array2::from_shape_fn((self.output, self.hidden), |(n, k)| p.get(k, n))
-        })
+        self.proj
+            .as_ref()
+            .map(|p| Array2::from_shape_fn((self.output, self.hidden), |(n, k)| p.get(k, n)))
     }
 
     /// Width of a row of pre-activations as the products write it: `4H` rounded up to whole
@@ -320,10 +320,8 @@ impl<F: Scalar> LstmEngine<F> {
             Recurrence::Cell => lstm_kernels::gemm(b, cs, h, &self.wr, z, ldz, None),
         }
         let proj_w = self.proj.as_ref().map_or(0, Packed::padded_cols);
-        let ([full, projected], _, _) = ws.split_reused([
-            if self.proj.is_some() { b * h } else { 0 },
-            b * proj_w,
-        ]);
+        let ([full, projected], _, _) =
+            ws.split_reused([if self.proj.is_some() { b * h } else { 0 }, b * proj_w]);
         let opts = GateOptions {
             peephole: self.peep.as_deref(),
             clip: self.gates.clip,
@@ -369,7 +367,11 @@ impl<F: Scalar> LstmEngine<F> {
         let time_major = input.to_slice();
         let ([pre, xbuf], _, ws) = ws.split_reused([
             chunk * per_step,
-            if time_major.is_some() { 0 } else { chunk * b * i },
+            if time_major.is_some() {
+                0
+            } else {
+                chunk * b * i
+            },
         ]);
         let mut k = 0;
         while k < t {
@@ -388,13 +390,26 @@ impl<F: Scalar> LstmEngine<F> {
                     dst
                 }
             };
-            lstm_kernels::gemm(len * b, xs, i, &self.wx, pre, self.gate_stride(), Some(&self.bias));
+            lstm_kernels::gemm(
+                len * b,
+                xs,
+                i,
+                &self.wx,
+                pre,
+                self.gate_stride(),
+                Some(&self.bias),
+            );
             for j in 0..len {
                 let tt = match direction {
                     Direction::Forward => lo + j,
                     Direction::Reverse => hi - 1 - j,
                 };
-                self.update(&mut pre[(tt - lo) * per_step..], self.gate_stride(), state, ws);
+                self.update(
+                    &mut pre[(tt - lo) * per_step..],
+                    self.gate_stride(),
+                    state,
+                    ws,
+                );
                 output.index_axis_mut(Axis(0), tt).assign(&state.h());
             }
             k += len;

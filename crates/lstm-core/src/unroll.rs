@@ -243,33 +243,40 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     }
     outs.push(output);
     outs.reverse();
+    let run =
+        |k: usize, out: ArrayViewMut3<'_, F>, ws: &mut Workspace<F>| -> Result<LstmState<F>> {
+            let (lo, hi) = (bounds[k], bounds[k + 1]);
+            let x = input.slice_axis(axis, (lo..hi).into());
+            let mut part = LstmState::new(
+                state.h().slice(s![lo..hi, ..]).to_owned(),
+                state.c().slice(s![lo..hi, ..]).to_owned(),
+            )?;
+            let o = SeqOptions {
+                lengths: opts.lengths.map(|l| &l[lo..hi]),
+                ..opts
+            };
+            cell.unroll_into(x, &mut part, out, &o, None, ws)?;
+            Ok(part)
+        };
+    // Block 0 runs on the calling thread, the others on scoped threads; each block keeps its
+    // own workspace in `ws` across calls.
     let results: Vec<Result<LstmState<F>>> = std::thread::scope(|scope| {
+        let mut outs = outs.into_iter().enumerate();
+        let mut wss = ws.per_thread(threads).iter_mut();
+        let first = outs.next().zip(wss.next());
         let handles: Vec<_> = outs
-            .into_iter()
-            .enumerate()
-            .map(|(k, out)| {
-                let (lo, hi) = (bounds[k], bounds[k + 1]);
-                let x = input.slice_axis(axis, (lo..hi).into());
-                let part = LstmState::new(
-                    state.h().slice(s![lo..hi, ..]).to_owned(),
-                    state.c().slice(s![lo..hi, ..]).to_owned(),
-                );
-                let lengths = opts.lengths.map(|l| &l[lo..hi]);
-                scope.spawn(move || {
-                    let mut part = part?;
-                    let o = SeqOptions { lengths, ..opts };
-                    cell.unroll_into(x, &mut part, out, &o, None, &mut Workspace::new())?;
-                    Ok(part)
-                })
-            })
+            .zip(wss)
+            .map(|((k, out), ws)| scope.spawn(move || run(k, out, ws)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")))
-            })
-            .collect()
+        let mut results = Vec::with_capacity(threads);
+        if let Some(((k, out), ws)) = first {
+            results.push(run(k, out, ws));
+        }
+        results.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")))
+        }));
+        results
     });
     let (mut hv, mut cv) = state.parts_mut();
     for (k, r) in results.into_iter().enumerate() {

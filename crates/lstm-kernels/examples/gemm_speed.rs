@@ -7,7 +7,9 @@ use lstm_kernels::{GateOptions, Packed, gemm, lstm_gates};
 
 fn main() {
     #[allow(deprecated, unsafe_code)]
-    if std::env::var_os("FTZ").is_some() { unsafe { std::arch::x86_64::_mm_setcsr(std::arch::x86_64::_mm_getcsr() | 0x8040) } }
+    if std::env::var_os("FTZ").is_some() {
+        unsafe { std::arch::x86_64::_mm_setcsr(std::arch::x86_64::_mm_getcsr() | 0x8040) }
+    }
     for (name, m, k, n) in [
         ("stream recurrent", 1, 128, 512),
         ("seq-small recurrent", 1, 64, 256),
@@ -53,7 +55,12 @@ fn main() {
             }
         }
         let s = t0.elapsed().as_secs_f64() / reps as f64;
-        let tiny = z.iter().chain(&cs).chain(&hs).filter(|v| v.is_subnormal()).count();
+        let tiny = z
+            .iter()
+            .chain(&cs)
+            .chain(&hs)
+            .filter(|v| v.is_subnormal())
+            .count();
         if tiny > 0 {
             println!("  ({tiny} subnormal values)");
         }

@@ -226,7 +226,13 @@ unsafe fn tile<const R: usize>(
 /// AVX-512F present; `x` has `k` values, `b` one panel of `k x NR`, `y` and `init` `NR` values.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn gemv_panel(k: usize, x: *const f32, b: *const f32, y: *mut f32, init: Option<*const f32>) {
+unsafe fn gemv_panel(
+    k: usize,
+    x: *const f32,
+    b: *const f32,
+    y: *mut f32,
+    init: Option<*const f32>,
+) {
     // SAFETY: within the ranges of the contract above.
     unsafe {
         let mut acc = [_mm512_setzero_ps(); 8];
@@ -248,14 +254,8 @@ unsafe fn gemv_panel(k: usize, x: *const f32, b: *const f32, y: *mut f32, init: 
             kk += 1;
         }
         let base = init.unwrap_or(y);
-        let lo = _mm512_add_ps(
-            _mm512_add_ps(acc[0], acc[2]),
-            _mm512_add_ps(acc[4], acc[6]),
-        );
-        let hi = _mm512_add_ps(
-            _mm512_add_ps(acc[1], acc[3]),
-            _mm512_add_ps(acc[5], acc[7]),
-        );
+        let lo = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[4], acc[6]));
+        let hi = _mm512_add_ps(_mm512_add_ps(acc[1], acc[3]), _mm512_add_ps(acc[5], acc[7]));
         _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(base), lo));
         _mm512_storeu_ps(y.add(16), _mm512_add_ps(_mm512_loadu_ps(base.add(16)), hi));
     }
@@ -278,7 +278,13 @@ fn exp512(x: __m512) -> __m512 {
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
     let mut p = _mm512_set1_ps(1.987_569_1e-4);
-    for coef in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+    for coef in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coef));
     }
     let p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
@@ -301,7 +307,10 @@ fn recip512(d: __m512) -> __m512 {
 fn sigmoid512(x: __m512) -> __m512 {
     let one = _mm512_set1_ps(1.0);
     let x = _mm512_max_ps(_mm512_set1_ps(-87.0), x);
-    recip512(_mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))))
+    recip512(_mm512_add_ps(
+        one,
+        exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)),
+    ))
 }
 
 /// `tanh x`: an odd polynomial below 0.625 (the Cephes `tanhf` one, accurate to a few ulp
@@ -319,7 +328,12 @@ fn tanh512(x: __m512) -> __m512 {
     );
     let z = _mm512_mul_ps(xp, xp);
     let mut p = _mm512_set1_ps(-5.704_988_7e-3);
-    for coef in [2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1] {
+    for coef in [
+        2.063_908_9e-2,
+        -5.373_971_6e-2,
+        1.333_144_2e-1,
+        -3.333_328_2e-1,
+    ] {
         p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(coef));
     }
     let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), xp, x);
@@ -339,7 +353,8 @@ fn tanh512(x: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn flush512(x: __m512) -> __m512 {
-    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(f32::MIN_POSITIVE));
+    let tiny =
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(f32::MIN_POSITIVE));
     let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps());
     _mm512_mask_mov_ps(x, tiny & !zero, _mm512_setzero_ps())
 }
@@ -368,12 +383,16 @@ pub(crate) fn gates_f32_avx512(g: GateRow<'_, f32>) -> bool {
 /// AVX-512F present; `z` has `4H` values, `c` and `h` `H`, the peepholes (if any) `3H`.
 #[target_feature(enable = "avx512f")]
 unsafe fn gates_512(g: GateRow<'_, f32>) {
-    let GateRow { hidden: n, z, c, h, opts } = g;
+    let GateRow {
+        hidden: n,
+        z,
+        c,
+        h,
+        opts,
+    } = g;
     let (zp, cp, hp) = (z.as_mut_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
     let peep = opts.peephole.map(<[f32]>::as_ptr);
-    let clip = opts
-        .clip
-        .map(|k| (_mm512_set1_ps(-k), _mm512_set1_ps(k)));
+    let clip = opts.clip.map(|k| (_mm512_set1_ps(-k), _mm512_set1_ps(k)));
     let one = _mm512_set1_ps(1.0);
     let mut j = 0;
     // SAFETY: lane `j + l` is loaded and stored only where the mask has it below `H`, so every

@@ -12,8 +12,16 @@ fn sweep() -> Vec<f32> {
         x.push(-v as f32);
         v *= 1.001;
     }
-    x.extend([0.0, -0.0, 0.625, -0.625, 9.0, -9.0, 88.0, -88.0, 104.0, -104.0]);
-    x.extend([f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE]);
+    x.extend([
+        0.0, -0.0, 0.625, -0.625, 9.0, -9.0, 88.0, -88.0, 104.0, -104.0,
+    ]);
+    x.extend([
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ]);
     x.extend([1e-16, -1e-16, 1e-20, -3e-19, 1e-40, -1e-40]);
     x
 }
@@ -34,11 +42,17 @@ fn fast_activations_are_within_bounds_of_f64() {
         if et != 0.0 {
             rt = rt.max(((f64::from(t) - et) / et).abs());
         }
-        assert!((0.0..=1.0).contains(&s) && (-1.0..=1.0).contains(&t), "range at {x}");
+        assert!(
+            (0.0..=1.0).contains(&s) && (-1.0..=1.0).contains(&t),
+            "range at {x}"
+        );
         // Subnormal results are slow on every later instruction: only a subnormal input may
         // give one (tanh x = x there).
         assert!(!s.is_subnormal(), "subnormal sigmoid at {x}");
-        assert!(!t.is_subnormal() || x.is_subnormal(), "subnormal tanh at {x}");
+        assert!(
+            !t.is_subnormal() || x.is_subnormal(),
+            "subnormal tanh at {x}"
+        );
     }
     println!("max |sigmoid error| {ds:e}, max |tanh error| {dt:e}, max tanh relative {rt:e}");
     assert!(ds < 1.5e-7, "sigmoid error {ds:e}");
@@ -67,7 +81,9 @@ fn gate_pass_matches_the_formulas() {
             (true, None, false, true),
             (false, Some(3.0), true, false),
         ] {
-            let z0: Vec<f32> = (0..4 * n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4).collect();
+            let z0: Vec<f32> = (0..4 * n)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4)
+                .collect();
             let c0: Vec<f32> = (0..n).map(|i| (i as f32 - 7.0) * 0.3).collect();
             let p: Vec<f32> = (0..3 * n).map(|i| ((i % 5) as f32 - 2.0) * 0.2).collect();
             let opts = GateOptions {
@@ -85,13 +101,31 @@ fn gate_pass_matches_the_formulas() {
                 let pv = |g: usize| if peep { f64::from(p[g * n + j]) } else { 0.0 };
                 let cp = f64::from(c0[j]);
                 let i = sig(cl(f64::from(z0[j]) + pv(0) * cp));
-                let f = if coupled { 1.0 - i } else { sig(cl(f64::from(z0[n + j]) + pv(1) * cp)) };
+                let f = if coupled {
+                    1.0 - i
+                } else {
+                    sig(cl(f64::from(z0[n + j]) + pv(1) * cp))
+                };
                 let g = cl(f64::from(z0[2 * n + j])).tanh();
                 let cn = f * cp + i * g;
                 let o = sig(cl(f64::from(z0[3 * n + j]) + pv(2) * cn));
-                let hv = if squash { (o * cn).tanh() } else { o * cn.tanh() };
-                for (got, want) in [(c[j], cn), (h[j], hv), (z[j], i), (z[n + j], f), (z[2 * n + j], g), (z[3 * n + j], o)] {
-                    assert!((f64::from(got) - want).abs() < 1e-6, "n {n} j {j}: {got} vs {want}");
+                let hv = if squash {
+                    (o * cn).tanh()
+                } else {
+                    o * cn.tanh()
+                };
+                for (got, want) in [
+                    (c[j], cn),
+                    (h[j], hv),
+                    (z[j], i),
+                    (z[n + j], f),
+                    (z[2 * n + j], g),
+                    (z[3 * n + j], o),
+                ] {
+                    assert!(
+                        (f64::from(got) - want).abs() < 1e-6,
+                        "n {n} j {j}: {got} vs {want}"
+                    );
                 }
             }
         }

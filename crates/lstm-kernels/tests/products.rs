@@ -42,10 +42,22 @@ fn check<T: Element + Into<f64>>(cast: fn(f64) -> T, tol: f64) {
         let c0: Vec<T> = values(m * ldc, 4).into_iter().map(cast).collect();
         for with_init in [false, true] {
             let mut c = c0.clone();
-            gemm(m, &a, k + 3, &packed, &mut c, ldc, with_init.then_some(&bias[..]));
+            gemm(
+                m,
+                &a,
+                k + 3,
+                &packed,
+                &mut c,
+                ldc,
+                with_init.then_some(&bias[..]),
+            );
             for r in 0..m {
                 for j in 0..n {
-                    let base: f64 = if with_init { bias[j].into() } else { c0[r * ldc + j].into() };
+                    let base: f64 = if with_init {
+                        bias[j].into()
+                    } else {
+                        c0[r * ldc + j].into()
+                    };
                     let want = base
                         + (0..k)
                             .map(|q| a[r * (k + 3) + q].into() * w[q * n + j].into())

@@ -244,6 +244,8 @@ pub struct OnnxLstm<F> {
     pub initial_h: Option<Array3<F>>,
     /// `initial_c` stored in the model, if any (in the node's layout).
     pub initial_c: Option<Array3<F>>,
+    /// Threads [`OnnxLstm::run`] uses (see [`StackOptions::threads`]); 1 by default.
+    pub threads: usize,
 }
 
 /// The three outputs of the operator, shaped for the node's layout.
@@ -557,6 +559,7 @@ impl<F: Scalar> OnnxLstm<F> {
             sequence_lens,
             initial_h,
             initial_c,
+            threads: 1,
         })
     }
 
@@ -625,6 +628,7 @@ impl<F: Scalar> OnnxLstm<F> {
             layout,
             lengths: lengths.as_deref(),
             empty_final_state: EmptyFinalState::Zero,
+            threads: self.threads,
         };
         let out = self.stack.forward(
             x,

@@ -1,6 +1,6 @@
 //! A stack of LSTM layers, each one or two directions.
 
-use lstm_core::ndarray::{Array3, ArrayView3, Axis, s};
+use lstm_core::ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3, Axis, s};
 use lstm_core::{
     Direction, Layout, LstmEngine, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions,
     Workspace, check_shape, unroll,
@@ -48,6 +48,10 @@ pub struct StackOptions<'a> {
     pub lengths: Option<&'a [usize]>,
     /// Final state of samples of length 0.
     pub empty_final_state: EmptyFinalState,
+    /// Threads to use (0 and 1 both mean the calling thread only). With two or more, the two
+    /// directions of a bidirectional layer run at once, and each direction's batch is split
+    /// over the threads left to it.
+    pub threads: usize,
 }
 
 /// The result of [`LstmStack::forward`], shaped as `torch.nn.LSTM` returns it.
@@ -205,19 +209,24 @@ impl<F: Scalar> LstmStack<F> {
         };
         let mut h_n = Array3::zeros((d * l, b, p));
         let mut c_n = Array3::zeros((d * l, b, h));
+        let threads = opts.threads.max(1);
         let mut ws = Workspace::new();
         let mut layer_in: Option<Array3<F>> = None;
         for (k, layer) in self.layers.iter().enumerate() {
             let mut out = Array3::zeros((t, b, d * p));
             let input = layer_in.as_ref().map_or(x_tm.view(), |a| a.view());
-            for (dir, engine) in layer.iter().enumerate() {
+            let run = |dir: usize,
+                       out: ArrayViewMut3<'_, F>,
+                       threads: usize,
+                       ws: &mut Workspace<F>|
+             -> Result<LstmState<F>> {
                 let idx = k * d + dir;
                 let hs = h0.as_ref().map_or_else(
-                    || lstm_core::ndarray::Array2::zeros((b, p)),
+                    || Array2::zeros((b, p)),
                     |a| a.index_axis(Axis(0), idx).to_owned(),
                 );
                 let cs = c0.as_ref().map_or_else(
-                    || lstm_core::ndarray::Array2::zeros((b, h)),
+                    || Array2::zeros((b, h)),
                     |a| a.index_axis(Axis(0), idx).to_owned(),
                 );
                 let mut state = LstmState::new(hs, cs)?;
@@ -227,15 +236,45 @@ impl<F: Scalar> LstmStack<F> {
                     lengths: opts.lengths,
                     trace: false,
                 };
-                engine.unroll_into(
+                unroll::unroll_into_threads(
+                    &layer[dir],
                     input,
                     &mut state,
-                    out.slice_mut(s![.., .., dir * p..(dir + 1) * p]),
+                    out,
                     &seq,
-                    None,
-                    &mut ws,
+                    threads,
+                    ws,
                 )?;
-                let (mut hf, mut cf) = (state.h().to_owned(), state.c().to_owned());
+                Ok(state)
+            };
+            let states: Vec<Result<LstmState<F>>> = if d == 2 && threads >= 2 {
+                let (fwd, bwd) = out.multi_slice_mut((s![.., .., ..p], s![.., .., p..]));
+                let [ws0, ws1] = ws.per_thread(2) else {
+                    unreachable!("per_thread(2) returns two workspaces")
+                };
+                std::thread::scope(|scope| {
+                    let back = scope.spawn(|| run(1, bwd, threads / 2, ws1));
+                    let front = run(0, fwd, threads - threads / 2, ws0);
+                    let back = back
+                        .join()
+                        .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")));
+                    vec![front, back]
+                })
+            } else {
+                (0..d)
+                    .map(|dir| {
+                        run(
+                            dir,
+                            out.slice_mut(s![.., .., dir * p..(dir + 1) * p]),
+                            threads,
+                            &mut ws,
+                        )
+                    })
+                    .collect()
+            };
+            for (dir, state) in states.into_iter().enumerate() {
+                let idx = k * d + dir;
+                let (mut hf, mut cf) = state?.into_parts();
                 if opts.empty_final_state == EmptyFinalState::Zero {
                     if let Some(lengths) = opts.lengths {
                         for (row, _) in lengths.iter().enumerate().filter(|&(_, &len)| len == 0) {

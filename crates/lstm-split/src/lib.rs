@@ -90,8 +90,7 @@ impl<F: Scalar> SplitCell<F> {
     pub fn to_concatenated(&self) -> (Array2<F>, Array1<F>) {
         let e = &self.engine;
         (
-            concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()])
-                .unwrap_or_default(),
+            concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()]).unwrap_or_default(),
             e.bias().to_owned(),
         )
     }
