@@ -2,12 +2,14 @@
 //!
 //! `stream` measures one step with the state carried (throughput: steps); the others measure one
 //! whole sequence batch through `unroll_into` with reused buffers (throughput: batch x steps
-//! elements). The plain baseline runs only on the two small workloads.
+//! elements). The plain baseline runs only on the two small workloads. The `*-layers` groups run
+//! the layer stack (one bidirectional layer) on 1 and 2 threads.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lstm_benches::{VARIANTS, cell};
 use lstm_core::ndarray::{Array2, Array3};
 use lstm_core::{SeqOptions, Trace, Workspace, init::SplitMix64, workload::Workload};
+use lstm_layers::StackOptions;
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion, w: Workload) {
@@ -56,9 +58,35 @@ fn bench(c: &mut Criterion, w: Workload) {
     group.finish();
 }
 
+/// The layer stack: one bidirectional layer (twice the work of a cell), on 1 and 2 threads
+/// (with 2, the directions run at once).
+fn bench_stack(c: &mut Criterion, w: Workload) {
+    let mut group = c.benchmark_group(format!("{}-layers", w.name));
+    group.throughput(Throughput::Elements((2 * w.batch * w.steps) as u64));
+    if w.batch * w.hidden >= 32 * 256 {
+        group.sample_size(10);
+    }
+    let mut rng = SplitMix64::new(2);
+    let Ok(stack) = lstm_benches::bidirectional(&w, &mut rng) else {
+        return;
+    };
+    let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+    for threads in [1, 2] {
+        let opts = StackOptions {
+            threads,
+            ..StackOptions::default()
+        };
+        group.bench_function(BenchmarkId::new("forward", threads), |b| {
+            b.iter(|| stack.forward(black_box(x.view()), None, None, &opts))
+        });
+    }
+    group.finish();
+}
+
 fn workloads(c: &mut Criterion) {
     for w in Workload::ALL {
         bench(c, w);
+        bench_stack(c, w);
     }
 }
 

@@ -39,3 +39,11 @@ pub fn cell(variant: &str, w: &Workload) -> Result<Box<dyn RecurrentCell<f32>>> 
         }
     })
 }
+
+/// One bidirectional layer on random weights for a workload: the layer-stack benchmark.
+///
+/// # Errors
+/// Never for the canonical workloads (sizes are positive).
+pub fn bidirectional(w: &Workload, rng: &mut SplitMix64) -> Result<lstm_layers::LstmStack<f32>> {
+    lstm_layers::LstmStack::random(w.input, w.hidden, 1, 2, rng)
+}

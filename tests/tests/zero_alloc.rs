@@ -1,5 +1,5 @@
-//! Once running, stepping and unrolling (batches up to `lstm_core::engine::SMALL_ROWS` rows)
-//! allocate nothing: a counting global allocator proves it.
+//! Once running, stepping and unrolling allocate nothing, for small and large batches: a
+//! counting global allocator proves it. The fallback kernels agree with the vectorised ones.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -100,6 +100,52 @@ fn repeated_unrolls_allocate_nothing() {
                 "{n} allocations in 5 unrolls (batch_first {batch_first})"
             );
         }
+    }
+}
+
+#[test]
+fn large_batch_unrolls_allocate_nothing() {
+    let mut rng = SplitMix64::new(8);
+    let cell = SplitCell::<f32>::random(48, 64, &mut rng).unwrap();
+    let x: Array3<f32> = rng.uniform_array((30, 40, 48), 1.0);
+    let mut out = Array3::<f32>::zeros((30, 40, 64));
+    let mut ws = Workspace::new();
+    let opts = SeqOptions::default();
+    let mut state = cell.zero_state(40);
+    cell.unroll_into(x.view(), &mut state, out.view_mut(), &opts, None, &mut ws)
+        .unwrap();
+    let n = count(|| {
+        for _ in 0..3 {
+            cell.unroll_into(x.view(), &mut state, out.view_mut(), &opts, None, &mut ws)
+                .unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations in 3 unrolls of a 40-row batch");
+}
+
+/// Every kernel level computes the same `f32` cell, with peepholes and a batch that needs
+/// several tiles, as the hand-written AVX-512 kernels.
+#[test]
+fn every_kernel_level_agrees_in_f32() {
+    use lstm_core::kernels::{Level, set_max_level};
+    let mut rng = SplitMix64::new(9);
+    let cell = PeepholeCell::<f32>::random(21, 37, &mut rng).unwrap();
+    let x: Array3<f32> = rng.uniform_array((9, 27, 21), 2.0);
+    let run = |level| {
+        set_max_level(level);
+        let y = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
+        set_max_level(Level::Avx512);
+        y.output
+    };
+    let fast = run(Level::Avx512);
+    for level in [Level::Avx2, Level::Portable] {
+        let other = run(level);
+        let diff = fast
+            .iter()
+            .zip(other.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 2e-6, "{level:?}: {diff}");
     }
 }
 

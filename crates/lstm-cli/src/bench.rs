@@ -8,7 +8,7 @@ use lstm_concat::ConcatCell;
 use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, Array3};
 use lstm_core::workload::Workload;
-use lstm_core::{LstmEngine, RecurrentCell, SeqOptions, Workspace, unroll};
+use lstm_core::{RecurrentCell, SeqOptions, Workspace, unroll};
 use lstm_layers::{LstmStack, StackOptions};
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
@@ -91,18 +91,7 @@ fn subject(variant: &str, w: &Workload) -> CliResult<Subject> {
         "split" => Subject::Cell(Box::new(SplitCell::random(i, h, &mut rng)?)),
         "peephole" => Subject::Cell(Box::new(PeepholeCell::random(i, h, &mut rng)?)),
         "state-gated" => Subject::Cell(Box::new(StateGatedCell::random(i, h, &mut rng)?)),
-        _ => {
-            let k = 1.0 / (h as f64).sqrt();
-            let mut dir = || -> CliResult<LstmEngine<f32>> {
-                let wx: Array2<f32> = rng.uniform_array((4 * h, i), k);
-                let wr: Array2<f32> = rng.uniform_array((4 * h, h), k);
-                Ok(LstmEngine::new(lstm_core::EngineSpec::standard(
-                    wx.view(),
-                    wr.view(),
-                ))?)
-            };
-            Subject::Stack(LstmStack::new(vec![vec![dir()?, dir()?]])?)
-        }
+        _ => Subject::Stack(LstmStack::random(i, h, 1, 2, &mut rng)?),
     })
 }
 

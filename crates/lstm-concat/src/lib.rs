@@ -42,7 +42,7 @@ impl<F: Scalar> ConcatCell<F> {
     pub fn new(w: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
         let rows = w.nrows();
         let h = rows / 4;
-        if rows == 0 || rows % 4 != 0 || w.ncols() <= h {
+        if rows == 0 || !rows.is_multiple_of(4) || w.ncols() <= h {
             return Err(LstmError::shape(
                 "concatenated weights W",
                 "[4H, H + I] with H, I >= 1",

@@ -166,7 +166,7 @@ impl<F: Scalar> LstmEngine<F> {
     /// clip, or a state-gated cell with candidate recurrent weights.
     pub fn new(spec: EngineSpec<'_, F>) -> Result<Self> {
         let rows = spec.w_input.nrows();
-        if rows == 0 || rows % 4 != 0 {
+        if rows == 0 || !rows.is_multiple_of(4) {
             return Err(LstmError::shape(
                 "input weights",
                 "[4H, I] with H >= 1",
@@ -227,13 +227,13 @@ impl<F: Scalar> LstmEngine<F> {
         if let Some(p) = spec.projection {
             check_finite("projection weights", p.iter())?;
         }
-        if let Some(c) = spec.gates.clip {
-            if c.is_nan() || c < F::zero() {
-                return Err(LstmError::invalid(
-                    "clip",
-                    format!("must be a non-negative number, got {c}"),
-                ));
-            }
+        if let Some(c) = spec.gates.clip
+            && (c.is_nan() || c < F::zero())
+        {
+            return Err(LstmError::invalid(
+                "clip",
+                format!("must be a non-negative number, got {c}"),
+            ));
         }
         let wx = Packed::from_fn(input, 4 * hidden, |k, n| spec.w_input[[n, k]]);
         let wr = Packed::from_fn(r, 4 * hidden, |k, n| spec.w_recurrent[[n, k]]);

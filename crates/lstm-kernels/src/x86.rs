@@ -3,6 +3,9 @@
 //! Every entry point re-checks the CPU feature it needs (a cached load), so none of them can run
 //! an instruction the CPU lacks, whatever level it is asked for.
 
+// The polynomial coefficients are kept as published (Cephes), digits beyond f32 included.
+#![allow(clippy::excessive_precision)]
+
 use std::arch::x86_64::*;
 
 use crate::sealed::{GateRow, GemmArgs};

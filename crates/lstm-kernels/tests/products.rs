@@ -102,7 +102,7 @@ fn packed_layout_round_trips() {
     // Clones land on a new allocation (possibly aligned differently) with the same values.
     for _ in 0..8 {
         let q = p.clone();
-        let _spacer = vec![0u8; 4];
+        let _spacer = [0u8; 4];
         assert_eq!(q.data(), p.data());
     }
 }

@@ -23,7 +23,7 @@ fn reorder<F: Clone, D: RemoveAxis>(
     what: &str,
 ) -> Result<Array<F, D>> {
     let rows = a.len_of(Axis(0));
-    if rows % 4 != 0 || rows == 0 {
+    if !rows.is_multiple_of(4) || rows == 0 {
         return Err(LstmError::shape(
             what,
             "4H rows (four gate blocks)",
@@ -59,7 +59,7 @@ pub fn gates_to_onnx<F: Clone, D: RemoveAxis>(a: ArrayView<'_, F, D>) -> Result<
 /// # Errors
 /// [`LstmError::Shape`] when the length is not a positive multiple of 8.
 pub fn bias_from_onnx<F: Clone>(b: ArrayView1<'_, F>) -> Result<(Array1<F>, Array1<F>)> {
-    if b.is_empty() || b.len() % 8 != 0 {
+    if b.is_empty() || !b.len().is_multiple_of(8) {
         return Err(LstmError::shape("ONNX bias B", "[8H]", b.shape()));
     }
     let half = b.len() / 2;
@@ -84,7 +84,7 @@ pub fn bias_to_onnx<F: Clone>(wb: ArrayView1<'_, F>, rb: ArrayView1<'_, F>) -> R
 /// # Errors
 /// [`LstmError::Shape`] when the length is not a positive multiple of 3.
 pub fn peephole_from_onnx<F: Clone>(p: ArrayView1<'_, F>) -> Result<Array2<F>> {
-    if p.is_empty() || p.len() % 3 != 0 {
+    if p.is_empty() || !p.len().is_multiple_of(3) {
         return Err(LstmError::shape("ONNX peepholes P", "[3H]", p.shape()));
     }
     let h = p.len() / 3;

@@ -311,13 +311,12 @@ impl<F: Scalar> OnnxLstm<F> {
             .opset_import
             .iter()
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            && op.version < 7
         {
-            if op.version < 7 {
-                return Err(LstmError::unsupported(format!(
-                    "opset {} (the LSTM operator is supported from opset 7)",
-                    op.version
-                )));
-            }
+            return Err(LstmError::unsupported(format!(
+                "opset {} (the LSTM operator is supported from opset 7)",
+                op.version
+            )));
         }
         let lstms: Vec<&NodeProto> = graph.node.iter().filter(|n| n.op_type == "LSTM").collect();
         let node = match lstms.as_slice() {
@@ -458,7 +457,7 @@ impl<F: Scalar> OnnxLstm<F> {
             1
         };
         let (wd, rows, _) = w.dim();
-        if wd != d || rows == 0 || rows % 4 != 0 {
+        if wd != d || rows == 0 || !rows.is_multiple_of(4) {
             return Err(LstmError::shape(
                 "W",
                 format!("[{d}, 4*hidden_size, input_size]"),
@@ -466,14 +465,14 @@ impl<F: Scalar> OnnxLstm<F> {
             ));
         }
         let h = rows / 4;
-        if let Some(hs) = hidden_attr {
-            if hs != h as i64 {
-                return Err(LstmError::shape(
-                    "W",
-                    format!("[{d}, {}, input_size] for hidden_size {hs}", 4 * hs),
-                    w.shape(),
-                ));
-            }
+        if let Some(hs) = hidden_attr
+            && hs != h as i64
+        {
+            return Err(LstmError::shape(
+                "W",
+                format!("[{d}, {}, input_size] for hidden_size {hs}", 4 * hs),
+                w.shape(),
+            ));
         }
         check_shape("R", r.shape(), &[d, 4 * h, h])?;
         let b: Option<lstm_core::ndarray::Array2<F>> =

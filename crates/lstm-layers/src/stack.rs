@@ -112,6 +112,38 @@ impl<F: Scalar> LstmStack<F> {
         Ok(Self { layers, directions })
     }
 
+    /// A stack on random weights, uniform in `[-1/sqrt(H), 1/sqrt(H)]` as `torch.nn.LSTM`
+    /// initialises them, without biases: for benchmarks and tests.
+    ///
+    /// # Errors
+    /// As [`LstmStack::new`], and [`LstmError::Invalid`] for a zero size.
+    pub fn random(
+        input: usize,
+        hidden: usize,
+        layers: usize,
+        directions: usize,
+        rng: &mut lstm_core::init::SplitMix64,
+    ) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let engines = (0..layers)
+            .map(|layer| {
+                let width = if layer == 0 {
+                    input
+                } else {
+                    directions * hidden
+                };
+                (0..directions)
+                    .map(|_| {
+                        let wx: Array2<F> = rng.uniform_array((4 * hidden, width), k);
+                        let wr: Array2<F> = rng.uniform_array((4 * hidden, hidden), k);
+                        LstmEngine::new(lstm_core::EngineSpec::standard(wx.view(), wr.view()))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(engines)
+    }
+
     /// Sets the reading direction of each direction slot (by default forward, then reverse);
     /// a one-direction stack that reads in reverse is ONNX's `direction = "reverse"`.
     ///
@@ -275,12 +307,12 @@ impl<F: Scalar> LstmStack<F> {
             for (dir, state) in states.into_iter().enumerate() {
                 let idx = k * d + dir;
                 let (mut hf, mut cf) = state?.into_parts();
-                if opts.empty_final_state == EmptyFinalState::Zero {
-                    if let Some(lengths) = opts.lengths {
-                        for (row, _) in lengths.iter().enumerate().filter(|&(_, &len)| len == 0) {
-                            hf.row_mut(row).fill(F::zero());
-                            cf.row_mut(row).fill(F::zero());
-                        }
+                if opts.empty_final_state == EmptyFinalState::Zero
+                    && let Some(lengths) = opts.lengths
+                {
+                    for (row, _) in lengths.iter().enumerate().filter(|&(_, &len)| len == 0) {
+                        hf.row_mut(row).fill(F::zero());
+                        cf.row_mut(row).fill(F::zero());
                     }
                 }
                 h_n.index_axis_mut(Axis(0), idx).assign(&hf);

@@ -50,7 +50,7 @@ impl<F: Scalar> StateGatedCell<F> {
     /// infinite weight.
     pub fn new(w: ArrayView2<'_, F>, u: ArrayView2<'_, F>, b: ArrayView1<'_, F>) -> Result<Self> {
         let rows = w.nrows();
-        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+        if rows == 0 || !rows.is_multiple_of(4) || w.ncols() == 0 {
             return Err(LstmError::shape(
                 "input weights W",
                 "[4H, I] with H, I >= 1",
@@ -136,7 +136,7 @@ impl<F: Scalar> PeepholeCell<F> {
         p: ArrayView2<'_, F>,
     ) -> Result<Self> {
         let rows = w.nrows();
-        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+        if rows == 0 || !rows.is_multiple_of(4) || w.ncols() == 0 {
             return Err(LstmError::shape(
                 "input weights W",
                 "[4H, I] with H, I >= 1",

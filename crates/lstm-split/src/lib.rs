@@ -53,7 +53,7 @@ impl<F: Scalar> SplitCell<F> {
         b_u: Option<ArrayView1<'_, F>>,
     ) -> Result<Self> {
         let rows = w.nrows();
-        if rows == 0 || rows % 4 != 0 || w.ncols() == 0 {
+        if rows == 0 || !rows.is_multiple_of(4) || w.ncols() == 0 {
             return Err(LstmError::shape(
                 "input weights W",
                 "[4H, I] with H, I >= 1",
@@ -125,7 +125,7 @@ pub fn split_concatenated<F: Scalar>(
 ) -> Result<(ArrayView2<'_, F>, ArrayView2<'_, F>)> {
     let rows = w_cat.nrows();
     let h = rows / 4;
-    if rows == 0 || rows % 4 != 0 || w_cat.ncols() <= h {
+    if rows == 0 || !rows.is_multiple_of(4) || w_cat.ncols() <= h {
         return Err(LstmError::shape(
             "concatenated weights",
             "[4H, H + I] with H, I >= 1",
