@@ -41,6 +41,28 @@ fn count(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(Cell::get) - before
 }
 
+/// Allocations made by `reps` unrolls of `x` after one warm-up, with one workspace throughout.
+fn unroll_allocations(
+    cell: &dyn RecurrentCell<f32>,
+    x: &Array3<f32>,
+    opts: &SeqOptions<'_>,
+    batch: usize,
+    output: usize,
+    reps: usize,
+) -> usize {
+    let mut out = Array3::<f32>::zeros((x.shape()[0], x.shape()[1], output));
+    let mut state = cell.zero_state(batch);
+    let mut ws = Workspace::new();
+    cell.unroll_into(x.view(), &mut state, out.view_mut(), opts, None, &mut ws)
+        .unwrap();
+    count(|| {
+        for _ in 0..reps {
+            cell.unroll_into(x.view(), &mut state, out.view_mut(), opts, None, &mut ws)
+                .unwrap();
+        }
+    })
+}
+
 fn cells() -> Vec<Box<dyn RecurrentCell<f32>>> {
     let mut rng = SplitMix64::new(3);
     vec![
@@ -84,17 +106,7 @@ fn repeated_unrolls_allocate_nothing() {
             } else {
                 opts = opts.batch_first();
             }
-            let mut out32 = Array3::<f32>::zeros((x.shape()[0], x.shape()[1], 32));
-            let mut state = cell.zero_state(4);
-            let mut ws = Workspace::new();
-            cell.unroll_into(x.view(), &mut state, out32.view_mut(), &opts, None, &mut ws)
-                .unwrap();
-            let n = count(|| {
-                for _ in 0..5 {
-                    cell.unroll_into(x.view(), &mut state, out32.view_mut(), &opts, None, &mut ws)
-                        .unwrap();
-                }
-            });
+            let n = unroll_allocations(cell.as_ref(), &x, &opts, 4, 32, 5);
             assert_eq!(
                 n, 0,
                 "{n} allocations in 5 unrolls (batch_first {batch_first})"
@@ -108,18 +120,7 @@ fn large_batch_unrolls_allocate_nothing() {
     let mut rng = SplitMix64::new(8);
     let cell = SplitCell::<f32>::random(48, 64, &mut rng).unwrap();
     let x: Array3<f32> = rng.uniform_array((30, 40, 48), 1.0);
-    let mut out = Array3::<f32>::zeros((30, 40, 64));
-    let mut ws = Workspace::new();
-    let opts = SeqOptions::default();
-    let mut state = cell.zero_state(40);
-    cell.unroll_into(x.view(), &mut state, out.view_mut(), &opts, None, &mut ws)
-        .unwrap();
-    let n = count(|| {
-        for _ in 0..3 {
-            cell.unroll_into(x.view(), &mut state, out.view_mut(), &opts, None, &mut ws)
-                .unwrap();
-        }
-    });
+    let n = unroll_allocations(&cell, &x, &SeqOptions::default(), 40, 64, 3);
     assert_eq!(n, 0, "{n} allocations in 3 unrolls of a 40-row batch");
 }
 

@@ -128,22 +128,6 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                             let rows = hi - lo;
                             let a0 = packed.add((lo - m0) * k + k0 * rows);
                             let c0 = cp.add(lo * ldc + pi * NR);
-                            if k0 == 0 {
-                                // C may be far out of cache (a step's rows of the hoisted input
-                                // projection): fetch the next tile's rows while this one runs.
-                                let (nlo, nhi, npi) = if blk + 1 < blocks {
-                                    (hi, bounds(blk + 2), pi)
-                                } else {
-                                    (m0, bounds(1), pi + 1)
-                                };
-                                if npi < panels {
-                                    for r in nlo..nhi {
-                                        let line = cp.add(r * ldc + npi * NR) as *const i8;
-                                        _mm_prefetch::<_MM_HINT_T0>(line);
-                                        _mm_prefetch::<_MM_HINT_T0>(line.add(64));
-                                    }
-                                }
-                            }
                             match rows {
                                 1 => tile::<1>(kc, a0, panel, c0, ldc, ini),
                                 2 => tile::<2>(kc, a0, panel, c0, ldc, ini),
@@ -372,6 +356,15 @@ fn clamp512(x: __m512, bounds: Option<(__m512, __m512)>) -> __m512 {
     }
 }
 
+/// The mask of the first `min(left, 16)` lanes.
+fn lanes(left: usize) -> __mmask16 {
+    if left >= 16 {
+        0xffff
+    } else {
+        ((1u32 << left) - 1) as u16
+    }
+}
+
 /// The `f32` gate pass with AVX-512; `false` where the CPU lacks it.
 pub(crate) fn gates_f32_avx512(g: GateRow<'_, f32>) -> bool {
     if !has_avx512() {
@@ -402,11 +395,7 @@ unsafe fn gates_512(g: GateRow<'_, f32>) {
     // access stays inside the ranges of the contract above.
     unsafe {
         while j < n {
-            let m: __mmask16 = if n - j >= 16 {
-                0xffff
-            } else {
-                ((1u32 << (n - j)) - 1) as u16
-            };
+            let m = lanes(n - j);
             let c_prev = _mm512_maskz_loadu_ps(m, cp.add(j));
             let mut zi = _mm512_maskz_loadu_ps(m, zp.add(j));
             let mut zf = _mm512_maskz_loadu_ps(m, zp.add(n + j));
@@ -462,11 +451,7 @@ unsafe fn activations_512(x: &[f32], s: &mut [f32], t: &mut [f32]) {
     // SAFETY: masked to the first `n` lanes of each slice.
     unsafe {
         while j < n {
-            let m: __mmask16 = if n - j >= 16 {
-                0xffff
-            } else {
-                ((1u32 << (n - j)) - 1) as u16
-            };
+            let m = lanes(n - j);
             let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(j));
             _mm512_mask_storeu_ps(s.as_mut_ptr().add(j), m, sigmoid512(v));
             _mm512_mask_storeu_ps(t.as_mut_ptr().add(j), m, tanh512(v));
