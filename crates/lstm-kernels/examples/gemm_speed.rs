@@ -16,6 +16,10 @@ fn main() {
         ("batch-mid recurrent", 32, 256, 1024),
         ("batch-mid recurrent half", 16, 256, 1024),
         ("batch-mid projection", 3200, 128, 1024),
+        ("batch-mid proj chunk", 128, 128, 1024),
+        ("batch-mid fused step", 32, 384, 1024),
+        ("batch-large proj step", 64, 512, 4096),
+        ("batch-large fused step", 64, 1536, 4096),
         ("batch-large recurrent", 64, 1024, 4096),
         ("batch-large projection", 3200, 512, 4096),
     ] {

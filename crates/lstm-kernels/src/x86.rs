@@ -37,9 +37,6 @@ fn gemm_avx2_inner<T: Element>(p: GemmArgs<'_, T>) {
 /// Rows of the register tile: 12 rows x 32 columns is 24 accumulators of the 32 registers.
 const MR: usize = 12;
 
-/// Slice of K per pass: a panel's slice (KC x 128 bytes) and a tile's rows of A stay in L1.
-const KC: usize = 160;
-
 /// The `f32` product with AVX-512 (the portable code where the CPU lacks it).
 pub(crate) fn gemm_f32_avx512(p: GemmArgs<'_, f32>) {
     if has_avx512() {
@@ -111,39 +108,40 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                 }
                 let packed = buf.as_ptr();
                 for pi in 0..panels {
-                    // Slices of K: each slice of the panel stays in L1 while every tile of the
-                    // block passes over it; the block's strip of C stays in L2 across slices.
-                    let mut k0 = 0;
-                    while k0 < k {
-                        let kc = (k - k0).min(KC);
-                        let panel = bp.add(pi * k * NR + k0 * NR);
-                        // The first slice starts from `init` (or C); the others add to C.
-                        let ini = if k0 == 0 {
-                            init.map(|i| i.add(pi * NR))
-                        } else {
-                            None
+                    // Every tile of the block passes over the whole panel (in L2 after the first
+                    // tile); each tile of C is written once. The first tile also pulls the next
+                    // panel towards L2, so the next panel's first tile does not wait on memory.
+                    let panel = bp.add(pi * k * NR);
+                    let ini = init.map(|i| i.add(pi * NR));
+                    for blk in 0..blocks {
+                        let (lo, hi) = (bounds(blk), bounds(blk + 1));
+                        let rows = hi - lo;
+                        let a0 = packed.add((lo - m0) * k);
+                        let c0 = cp.add(lo * ldc + pi * NR);
+                        let next = (blk == 0 && pi + 1 < panels).then(|| panel.add(k * NR));
+                        let t = Tile {
+                            k,
+                            a: a0,
+                            b: panel,
+                            c: c0,
+                            ldc,
+                            init: ini,
+                            next,
                         };
-                        for blk in 0..blocks {
-                            let (lo, hi) = (bounds(blk), bounds(blk + 1));
-                            let rows = hi - lo;
-                            let a0 = packed.add((lo - m0) * k + k0 * rows);
-                            let c0 = cp.add(lo * ldc + pi * NR);
-                            match rows {
-                                1 => tile::<1>(kc, a0, panel, c0, ldc, ini),
-                                2 => tile::<2>(kc, a0, panel, c0, ldc, ini),
-                                3 => tile::<3>(kc, a0, panel, c0, ldc, ini),
-                                4 => tile::<4>(kc, a0, panel, c0, ldc, ini),
-                                5 => tile::<5>(kc, a0, panel, c0, ldc, ini),
-                                6 => tile::<6>(kc, a0, panel, c0, ldc, ini),
-                                7 => tile::<7>(kc, a0, panel, c0, ldc, ini),
-                                8 => tile::<8>(kc, a0, panel, c0, ldc, ini),
-                                9 => tile::<9>(kc, a0, panel, c0, ldc, ini),
-                                10 => tile::<10>(kc, a0, panel, c0, ldc, ini),
-                                11 => tile::<11>(kc, a0, panel, c0, ldc, ini),
-                                _ => tile::<12>(kc, a0, panel, c0, ldc, ini),
-                            }
+                        match rows {
+                            1 => tile::<1>(t),
+                            2 => tile::<2>(t),
+                            3 => tile::<3>(t),
+                            4 => tile::<4>(t),
+                            5 => tile::<5>(t),
+                            6 => tile::<6>(t),
+                            7 => tile::<7>(t),
+                            8 => tile::<8>(t),
+                            9 => tile::<9>(t),
+                            10 => tile::<10>(t),
+                            11 => tile::<11>(t),
+                            _ => tile::<12>(t),
                         }
-                        k0 += kc;
                     }
                 }
                 m0 += mc;
@@ -158,22 +156,37 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `R` rows by one panel: `R x 32` accumulators held in registers over the whole `K`.
-///
-/// # Safety
-/// AVX-512F present; `a` has `k x R` values (row `r` of step `kk` at `kk * R + r`), `b` one panel
-/// of `k x NR`, `c` has `R` rows of `NR` at stride `ldc`, `init` (if any) `NR` values.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn tile<const R: usize>(
+/// One register tile's operands: `k`, the tile's packed rows of A (row `r` of step `kk` at
+/// `kk * R + r`), one panel of B (`k x NR`), `R` rows of C at stride `ldc`, the initial row (if
+/// any, `NR` values), and the next panel to prefetch (if any, `k x NR`).
+#[derive(Clone, Copy)]
+struct Tile {
     k: usize,
     a: *const f32,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
     init: Option<*const f32>,
-) {
-    // SAFETY: within the ranges of the contract above.
+    next: Option<*const f32>,
+}
+
+/// `R` rows by one panel: `R x 32` accumulators held in registers over the whole `K`.
+///
+/// # Safety
+/// AVX-512F present; every pointer of `t` covers the ranges [`Tile`] describes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const R: usize>(t: Tile) {
+    let Tile {
+        k,
+        a,
+        b,
+        c,
+        ldc,
+        init,
+        next,
+    } = t;
+    // SAFETY: within the ranges of the contract above; a prefetch never faults.
     unsafe {
         let mut lo = [_mm512_setzero_ps(); R];
         let mut hi = [_mm512_setzero_ps(); R];
@@ -191,6 +204,10 @@ unsafe fn tile<const R: usize>(
             }
         }
         for kk in 0..k {
+            if let Some(p) = next {
+                _mm_prefetch::<_MM_HINT_T1>(p.add(kk * NR).cast());
+                _mm_prefetch::<_MM_HINT_T1>(p.add(kk * NR + 16).cast());
+            }
             let b0 = _mm512_loadu_ps(b.add(kk * NR));
             let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
             for r in 0..R {
