@@ -15,6 +15,8 @@ fn main() {
         ("seq-small recurrent", 1, 64, 256),
         ("batch-mid recurrent", 32, 256, 1024),
         ("batch-mid recurrent half", 16, 256, 1024),
+        ("batch-large recurrent half", 32, 1024, 4096),
+        ("batch-large rec. columns", 64, 1024, 2048),
         ("batch-mid projection", 3200, 128, 1024),
         ("batch-mid proj chunk", 128, 128, 1024),
         ("batch-mid fused step", 32, 384, 1024),

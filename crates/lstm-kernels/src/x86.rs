@@ -69,9 +69,14 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
     // SAFETY (whole body): every offset stays inside the slices by the contract above: panel
     // `pi` spans `[pi*K*NR, (pi+1)*K*NR)` of the packed data; row `r` of A spans
     // `[r*lda, r*lda + K)`; row `r` of C spans `[r*ldc, r*ldc + padded_cols)`.
+    // Every other call on a thread walks the panels backwards: the panels the previous call read
+    // last are still in cache, where a fixed order would have evicted each before its reuse
+    // (a step's weights that just exceed L1 or L2 then hit in it for most of the next step).
+    let reverse = REVERSE.with(|r| r.replace(!r.get()));
+    let order = move |i: usize| if reverse { panels - 1 - i } else { i };
     unsafe {
         if m == 1 {
-            for pi in 0..panels {
+            for pi in (0..panels).map(order) {
                 gemv_panel(
                     k,
                     ap,
@@ -107,7 +112,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                     }
                 }
                 let packed = buf.as_ptr();
-                for pi in 0..panels {
+                for (step, pi) in (0..panels).map(order).enumerate() {
                     // Every tile of the block passes over the whole panel (in L2 after the first
                     // tile); each tile of C is written once. The first tile also pulls the next
                     // panel towards L2, so the next panel's first tile does not wait on memory.
@@ -118,7 +123,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                         let rows = hi - lo;
                         let a0 = packed.add((lo - m0) * k);
                         let c0 = cp.add(lo * ldc + pi * NR);
-                        let next = (blk == 0 && pi + 1 < panels).then(|| panel.add(k * NR));
+                        let next = (blk == 0 && step + 1 < panels).then(|| bp.add(order(step + 1) * k * NR));
                         let t = Tile {
                             k,
                             a: a0,
@@ -151,6 +156,8 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
 }
 
 thread_local! {
+    /// Whether the next product on this thread walks its panels backwards.
+    static REVERSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The packed rows of A for [`gemm_512`]: grown to the largest block seen, then reused, so
     /// a thread's products allocate nothing once warm.
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
