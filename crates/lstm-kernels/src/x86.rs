@@ -3,20 +3,45 @@
 //! Every entry point re-checks the CPU feature it needs (a cached load), so none of them can run
 //! an instruction the CPU lacks, whatever level it is asked for.
 
-// The polynomial coefficients are kept as published (Cephes), digits beyond f32 included.
+// The exponential's coefficients are kept as published (Cephes), digits beyond f32 included.
 #![allow(clippy::excessive_precision)]
 
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::sealed::{GateRow, GemmArgs};
 use crate::{Element, NR, portable};
 
+/// What `std` detected, as bits: [`DETECTED`] once filled, then [`AVX2_FMA`] and [`AVX512F`].
+/// One relaxed load per query: the gate pass of a small layer runs in well under a microsecond,
+/// where `std`'s own cache, queried feature by feature, showed up in profiles.
+static FEATURES: AtomicU8 = AtomicU8::new(0);
+const DETECTED: u8 = 1;
+const AVX2_FMA: u8 = 2;
+const AVX512F: u8 = 4;
+
+fn features() -> u8 {
+    let f = FEATURES.load(Ordering::Relaxed);
+    if f & DETECTED != 0 {
+        return f;
+    }
+    let mut f = DETECTED;
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        f |= AVX2_FMA;
+    }
+    if is_x86_feature_detected!("avx512f") {
+        f |= AVX512F;
+    }
+    FEATURES.store(f, Ordering::Relaxed);
+    f
+}
+
 pub(crate) fn has_avx512() -> bool {
-    is_x86_feature_detected!("avx512f")
+    features() & AVX512F != 0
 }
 
 pub(crate) fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    features() & AVX2_FMA != 0
 }
 
 /// The portable product compiled for AVX2+FMA (the portable code where the CPU lacks them).
@@ -324,40 +349,45 @@ fn sigmoid512(x: __m512) -> __m512 {
     ))
 }
 
-/// `tanh x`: an odd polynomial below 0.625 (the Cephes `tanhf` one, accurate to a few ulp
-/// where the exponential form would cancel), `1 - 2 / (e^{2|x|} + 1)` with the sign of `x` above.
+/// `tanh x` as `x P(x^2) / Q(x^2)` for |x| <= 9 (tanh 9 is 1 - 3e-8), `±1` beyond: a rational
+/// near-minimax fit of degrees 13/6 (`scripts/fit_tanh.py`, 5.3e-8 in exact arithmetic, 3.5e-7
+/// once rounded to `f32`), whose two polynomials run side by side. About half the instructions
+/// and half the dependency chain of the exponential form, which the gate pass calls twice.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn tanh512(x: __m512) -> __m512 {
-    let one = _mm512_set1_ps(1.0);
     let ax = _mm512_abs_ps(x);
-    // Below 1e-15 tanh x is x to the last bit; zeroing the polynomial's argument there keeps
-    // x * x from going subnormal (see `exp512`).
-    let xp = _mm512_maskz_mov_ps(
-        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(ax, _mm512_set1_ps(1e-15)),
-        x,
-    );
-    let z = _mm512_mul_ps(xp, xp);
-    let mut p = _mm512_set1_ps(-5.704_988_7e-3);
-    for coef in [
-        2.063_908_9e-2,
-        -5.373_971_6e-2,
-        1.333_144_2e-1,
-        -3.333_328_2e-1,
-    ] {
+    // `min`/`max` return their second operand when either is NaN: `ax` goes second.
+    let a = _mm512_min_ps(_mm512_set1_ps(9.0), ax);
+    // x * x would be subnormal below 1e-19 (see `exp512`); there P/Q is 1 either way.
+    let az = _mm512_max_ps(_mm512_set1_ps(1e-18), a);
+    let z = _mm512_mul_ps(az, az);
+    let mut p = _mm512_set1_ps(P_TANH[6]);
+    for &coef in P_TANH[..6].iter().rev() {
         p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(coef));
     }
-    let small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), xp, x);
-    // tanh(9) rounds to 1 in f32; the clamp keeps e^{2|x|} finite. NaN stays NaN.
-    let e = exp512(_mm512_add_ps(ax, ax));
-    let e = _mm512_min_ps(_mm512_set1_ps(6.565_997e7), e);
-    let r = recip512(_mm512_add_ps(e, one));
-    let big = _mm512_fnmadd_ps(_mm512_set1_ps(2.0), r, one);
+    let mut q = _mm512_set1_ps(Q_TANH[3]);
+    for &coef in Q_TANH[..3].iter().rev() {
+        q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(coef));
+    }
+    let r = _mm512_mul_ps(_mm512_mul_ps(a, p), recip512(q));
+    let r = _mm512_min_ps(_mm512_set1_ps(1.0), r);
     let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-    let big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
-    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(0.625));
-    _mm512_mask_blend_ps(is_small, big, small)
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign))
 }
+
+/// The numerator of [`tanh512`], lowest degree first, in `x^2`.
+const P_TANH: [f32; 7] = [
+    1.0,
+    0.131_250_66,
+    0.003_149_965_5,
+    1.164_041e-5,
+    -2.222_900_6e-8,
+    6.259_666e-11,
+    -1.104_708_7e-13,
+];
+/// The denominator of [`tanh512`], lowest degree first, in `x^2`.
+const Q_TANH: [f32; 4] = [1.0, 0.464_584, 0.024_677_979, 0.000_261_342];
 
 /// Subnormal lanes to zero (a change below 1.2e-38), so that a state decaying towards zero
 /// never sits in the range where every instruction that reads it takes a microcode assist.

