@@ -201,9 +201,33 @@ fn copy_into<F: Scalar>(a: ArrayView2<'_, F>, dst: &mut [F]) {
     }
 }
 
+/// Multiply-adds of work below which a second thread costs more than it saves: spawning and
+/// joining a scoped thread takes tens of microseconds, the time of about two million
+/// multiply-adds on one core.
+pub const MIN_PARALLEL_WORK: usize = 2_000_000;
+
+/// The threads worth using for `rows` independent rows of work of `work` multiply-adds in all:
+/// at most `threads` and `rows`, and only as many as get [`MIN_PARALLEL_WORK`] each (at least
+/// one).
+pub fn useful_threads(threads: usize, rows: usize, work: usize) -> usize {
+    threads.min(rows).min(work / MIN_PARALLEL_WORK).max(1)
+}
+
+/// The multiply-adds of the matrix products of running `cell` over `steps x batch` rows.
+pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
+    cell: &C,
+    steps: usize,
+    batch: usize,
+) -> usize {
+    steps
+        .saturating_mul(batch)
+        .saturating_mul(4 * cell.hidden_size())
+        .saturating_mul(cell.input_size() + cell.output_size())
+}
+
 /// [`RecurrentCell::unroll_into`] on `threads` threads: the batch is cut into contiguous blocks of
-/// rows, one per thread (rows are independent, so the result is identical). With one thread or
-/// one row it is a plain call. No trace is recorded.
+/// rows, one per thread (rows are independent, so the result is identical). It uses only the
+/// threads that pay ([`useful_threads`]); with one it is a plain call. No trace is recorded.
 ///
 /// # Errors
 /// As [`RecurrentCell::unroll_into`].
@@ -221,7 +245,11 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
         trace: false,
         ..*opts
     };
-    let threads = threads.clamp(1, b.max(1));
+    let steps = input.shape()[match opts.layout {
+        Layout::TimeMajor => 0,
+        Layout::BatchFirst => 1,
+    }];
+    let threads = useful_threads(threads, b, sequence_work(cell, steps, b));
     if threads == 1 {
         return cell.unroll_into(input, state, output, &opts, None, ws);
     }

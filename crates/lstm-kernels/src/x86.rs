@@ -148,7 +148,8 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                         let rows = hi - lo;
                         let a0 = packed.add((lo - m0) * k);
                         let c0 = cp.add(lo * ldc + pi * NR);
-                        let next = (blk == 0 && step + 1 < panels).then(|| bp.add(order(step + 1) * k * NR));
+                        let next = (blk == 0 && step + 1 < panels)
+                            .then(|| bp.add(order(step + 1) * k * NR));
                         let t = Tile {
                             k,
                             a: a0,

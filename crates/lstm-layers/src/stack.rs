@@ -279,7 +279,11 @@ impl<F: Scalar> LstmStack<F> {
                 )?;
                 Ok(state)
             };
-            let states: Vec<Result<LstmState<F>>> = if d == 2 && threads >= 2 {
+            // The two directions at once where each is worth a thread of its own.
+            let parallel = d == 2
+                && unroll::useful_threads(threads, 2, 2 * unroll::sequence_work(&layer[0], t, b))
+                    == 2;
+            let states: Vec<Result<LstmState<F>>> = if parallel {
                 let (fwd, bwd) = out.multi_slice_mut((s![.., .., ..p], s![.., .., p..]));
                 let [ws0, ws1] = ws.per_thread(2) else {
                     unreachable!("per_thread(2) returns two workspaces")
