@@ -240,15 +240,11 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     threads: usize,
     ws: &mut Workspace<F>,
 ) -> Result<()> {
-    let (_, b) = check_sequence(cell, input.shape(), state, opts)?;
+    let (steps, b) = check_sequence(cell, input.shape(), state, opts)?;
     let opts = SeqOptions {
         trace: false,
         ..*opts
     };
-    let steps = input.shape()[match opts.layout {
-        Layout::TimeMajor => 0,
-        Layout::BatchFirst => 1,
-    }];
     let threads = useful_threads(threads, b, sequence_work(cell, steps, b));
     if threads == 1 {
         return cell.unroll_into(input, state, output, &opts, None, ws);
