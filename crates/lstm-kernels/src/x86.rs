@@ -59,6 +59,26 @@ fn gemm_avx2_inner<T: Element>(p: GemmArgs<'_, T>) {
     portable::gemm(p);
 }
 
+/// Calls `f::<R>(args)` for `R = rows` (1 to [`MR`]; more is taken as `MR`).
+macro_rules! by_rows {
+    ($rows:expr, $f:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            9 => $f::<9>($($arg),*),
+            10 => $f::<10>($($arg),*),
+            11 => $f::<11>($($arg),*),
+            _ => $f::<12>($($arg),*),
+        }
+    };
+}
+
 /// Rows of the register tile: 12 rows x 32 columns is 24 accumulators of the 32 registers.
 const MR: usize = 12;
 
@@ -127,14 +147,9 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                 }
                 for blk in 0..blocks {
                     let (lo, hi) = (bounds(blk), bounds(blk + 1));
-                    let rows = hi - lo;
-                    let dst = &mut buf[(lo - m0) * k..(hi - m0) * k];
-                    for r in 0..rows {
-                        let src = &a[(lo + r) * lda..(lo + r) * lda + k];
-                        for (kk, &v) in src.iter().enumerate() {
-                            dst[kk * rows + r] = v;
-                        }
-                    }
+                    let dst = buf.as_mut_ptr().add((lo - m0) * k);
+                    let src = ap.add(lo * lda);
+                    by_rows!(hi - lo, pack(k, src, lda, dst));
                 }
                 let packed = buf.as_ptr();
                 for (step, pi) in (0..panels).map(order).enumerate() {
@@ -159,25 +174,50 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                             init: ini,
                             next,
                         };
-                        match rows {
-                            1 => tile::<1>(t),
-                            2 => tile::<2>(t),
-                            3 => tile::<3>(t),
-                            4 => tile::<4>(t),
-                            5 => tile::<5>(t),
-                            6 => tile::<6>(t),
-                            7 => tile::<7>(t),
-                            8 => tile::<8>(t),
-                            9 => tile::<9>(t),
-                            10 => tile::<10>(t),
-                            11 => tile::<11>(t),
-                            _ => tile::<12>(t),
-                        }
+                        by_rows!(rows, tile(t));
                     }
                 }
                 m0 += mc;
             }
         });
+    }
+}
+
+/// Copies `R` rows of A (`k` values each, at stride `lda`) to `dst` k-major: row `r` of step
+/// `kk` at `kk * R + r`, the order the tile kernel broadcasts them in. One gather of the `R`
+/// rows' values per step (a scalar transpose costs four times as much, and compilers turn it into
+/// scatters).
+///
+/// # Safety
+/// AVX-512F present; `src` holds `R` rows of `k` values at stride `lda`; `dst` has room for
+/// `R * k` values.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pack<const R: usize>(k: usize, src: *const f32, lda: usize, dst: *mut f32) {
+    // SAFETY: within the ranges of the contract above: the gather reads, and the store writes,
+    // only the first `R` lanes.
+    unsafe {
+        match i32::try_from((R - 1) * lda) {
+            Ok(_) => {
+                let mut offsets = [0i32; 16];
+                for (r, o) in offsets.iter_mut().take(R).enumerate() {
+                    *o = (r * lda) as i32;
+                }
+                let idx = _mm512_loadu_si512(offsets.as_ptr().cast());
+                let m = lanes(R);
+                for kk in 0..k {
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, idx, src.add(kk));
+                    _mm512_mask_storeu_ps(dst.add(kk * R), m, v);
+                }
+            }
+            Err(_) => {
+                for kk in 0..k {
+                    for r in 0..R {
+                        *dst.add(kk * R + r) = *src.add(r * lda + kk);
+                    }
+                }
+            }
+        }
     }
 }
 
