@@ -384,9 +384,7 @@ impl<F: Scalar> LstmEngine<F> {
                 Some(xs) => &xs[lo * b * i..hi * b * i],
                 None => {
                     let dst = &mut xbuf[..len * b * i];
-                    for (d, &v) in dst.iter_mut().zip(input.slice(s![lo..hi, .., ..]).iter()) {
-                        *d = v;
-                    }
+                    crate::copy_rows(input.slice(s![lo..hi, .., ..]), dst);
                     dst
                 }
             };
@@ -410,7 +408,10 @@ impl<F: Scalar> LstmEngine<F> {
                     state,
                     ws,
                 );
-                output.index_axis_mut(Axis(0), tt).assign(&state.h());
+                crate::write_rows(
+                    output.index_axis_mut(Axis(0), tt),
+                    state.h().as_slice().expect("state is standard layout"),
+                );
             }
             k += len;
         }
@@ -510,9 +511,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         let xs: &[F] = match x_contig {
             Some(xs) => xs,
             None => {
-                for (dst, &v) in xbuf.iter_mut().zip(x.iter()) {
-                    *dst = v;
-                }
+                crate::copy_rows(x, xbuf);
                 xbuf
             }
         };
@@ -566,9 +565,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
             (Some(xs), _) => (xs, false),
             (None, Some(xs)) => (xs, true),
             (None, None) => {
-                for (dst, &v) in xbuf.iter_mut().zip(input.iter()) {
-                    *dst = v;
-                }
+                crate::copy_rows(input, xbuf);
                 (&*xbuf, false)
             }
         };

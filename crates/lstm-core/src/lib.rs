@@ -24,6 +24,7 @@ pub use readout::Readout;
 pub use scalar::Scalar;
 pub use state::LstmState;
 pub use workspace::Workspace;
+pub(crate) use workspace::{copy_rows, write_rows};
 
 pub use lstm_kernels as kernels;
 pub use ndarray;

@@ -157,8 +157,8 @@ pub fn drive<F: Scalar>(
         }
         if any_inactive {
             let (hs, cs) = saved.split_at_mut(batch * p);
-            copy_into(state.h(), hs);
-            copy_into(state.c(), cs);
+            crate::copy_rows(state.h(), hs);
+            crate::copy_rows(state.c(), cs);
         }
         let z = ArrayViewMut2::from_shape((batch, 4 * h), &mut *zbuf).expect("buffer sized B*4H");
         step(times, state, z, scratch, ws);
@@ -192,12 +192,6 @@ pub fn drive<F: Scalar>(
                 tr.cell.slice_mut(s![t, b, ..]).assign(&cv.row(b));
             }
         }
-    }
-}
-
-fn copy_into<F: Scalar>(a: ArrayView2<'_, F>, dst: &mut [F]) {
-    for (d, &v) in dst.iter_mut().zip(a.iter()) {
-        *d = v;
     }
 }
 

@@ -1,5 +1,9 @@
 //! Scratch memory reused across calls.
 
+use ndarray::{ArrayView, ArrayViewMut2, Dimension};
+
+use crate::Scalar;
+
 /// Scratch buffers for stepping and unrolling.
 ///
 /// A workspace grows to the largest size it has been asked for and then stays there, so a caller
@@ -81,5 +85,34 @@ impl<F: Copy + Default> Workspace<F> {
         self.buf.capacity()
             + self.child.as_ref().map_or(0, |c| c.capacity())
             + self.threads.iter().map(Workspace::capacity).sum::<usize>()
+    }
+}
+
+/// Copies `src` into the front of `dst` in logical (row-major) order, a row of the last axis at a
+/// time: a strided view (a batch block of a larger input, say) costs one `memcpy` per row
+/// instead of an index computation per element.
+pub(crate) fn copy_rows<F: Scalar, D: Dimension>(src: ArrayView<'_, F, D>, dst: &mut [F]) {
+    if let Some(s) = src.as_slice() {
+        dst[..s.len()].copy_from_slice(s);
+        return;
+    }
+    let n = src.shape().last().copied().unwrap_or(1).max(1);
+    for (d, row) in dst.chunks_exact_mut(n).zip(src.rows()) {
+        match row.as_slice() {
+            Some(s) => d.copy_from_slice(s),
+            None => d.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = v),
+        }
+    }
+}
+
+/// Writes the rows of `src` (row-major, `dst.ncols()` values each) into `dst`, one `memcpy` per
+/// row where the rows of `dst` are contiguous.
+pub(crate) fn write_rows<F: Scalar>(mut dst: ArrayViewMut2<'_, F>, src: &[F]) {
+    let n = dst.ncols().max(1);
+    for (mut row, s) in dst.rows_mut().into_iter().zip(src.chunks_exact(n)) {
+        match row.as_slice_mut() {
+            Some(d) => d.copy_from_slice(s),
+            None => row.iter_mut().zip(s).for_each(|(d, &v)| *d = v),
+        }
     }
 }
