@@ -105,9 +105,14 @@ pub(crate) fn copy_rows<F: Scalar, D: Dimension>(src: ArrayView<'_, F, D>, dst: 
     }
 }
 
-/// Writes the rows of `src` (row-major, `dst.ncols()` values each) into `dst`, one `memcpy` per
-/// row where the rows of `dst` are contiguous.
+/// Writes the rows of `src` (row-major, `dst.ncols()` values each) into `dst`: one `memcpy` when
+/// `dst` is contiguous, else one per row where its rows are.
 pub(crate) fn write_rows<F: Scalar>(mut dst: ArrayViewMut2<'_, F>, src: &[F]) {
+    if let Some(d) = dst.as_slice_mut() {
+        let len = d.len();
+        d.copy_from_slice(&src[..len]);
+        return;
+    }
     let n = dst.ncols().max(1);
     for (mut row, s) in dst.rows_mut().into_iter().zip(src.chunks_exact(n)) {
         match row.as_slice_mut() {
