@@ -183,9 +183,14 @@ fn time_runs(warm: usize, reps: usize, mut f: impl FnMut() -> CliResult) -> CliR
 
 pub fn run(a: &BenchArgs) -> CliResult {
     if !a.json {
-        println!(
+        outln!(
             "{:<12} {:<12} {:>7} {:>14} {:<9} {:>8}",
-            "workload", "variant", "threads", "median", "unit", "GFLOP/s"
+            "workload",
+            "variant",
+            "threads",
+            "median",
+            "unit",
+            "GFLOP/s"
         );
     }
     let total = a.workloads.len() * a.variants.len();
@@ -194,7 +199,12 @@ pub fn run(a: &BenchArgs) -> CliResult {
         for &variant in &a.variants {
             done += 1;
             if !a.json {
-                eprint!("\r[{done}/{total}] {} / {variant} ...          ", w.name);
+                // Progress is best effort: a closed standard error does not stop the run.
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r[{done}/{total}] {} / {variant} ...          ",
+                    w.name
+                );
                 let _ = std::io::stderr().flush();
             }
             let s = subject(variant, w)?;
@@ -222,15 +232,20 @@ pub fn run(a: &BenchArgs) -> CliResult {
             };
             let gflops = flops / secs / 1e9;
             if a.json {
-                println!(
+                outln!(
                     "{{\"workload\": \"{}\", \"variant\": \"{variant}\", \"threads\": {threads}, \"value\": {value:.3}, \"unit\": \"{unit}\", \"gflops\": {gflops:.3}}}",
                     w.name
                 );
             } else {
-                eprint!("\r{:60}\r", "");
-                println!(
+                let _ = write!(std::io::stderr(), "\r{:60}\r", "");
+                outln!(
                     "{:<12} {:<12} {:>7} {:>14.3} {:<9} {:>8.2}",
-                    w.name, variant, threads, value, unit, gflops
+                    w.name,
+                    variant,
+                    threads,
+                    value,
+                    unit,
+                    gflops
                 );
             }
         }

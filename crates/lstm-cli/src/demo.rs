@@ -58,20 +58,20 @@ pub fn numpy_style(v: ArrayView1<'_, f64>) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn seed_step(title: &str, files: [(&str, &[u8]); 7]) -> Result<()> {
+fn seed_step(title: &str, files: [(&str, &[u8]); 7]) -> CliResult {
     let [w, b, x, h0, c0, h, c] = files;
     let cell = ConcatCell::new(load::<Ix2>(w)?.view(), load::<Ix1>(b)?.view())?;
     let row = |a: Array1<f64>| a.insert_axis(Axis(0));
     let mut state = LstmState::new(row(load(h0)?), row(load(c0)?))?;
     cell.step(row(load(x)?).view(), &mut state)?;
     let (want_h, want_c): (Array1<f64>, Array1<f64>) = (load(h)?, load(c)?);
-    println!("{title}");
-    println!(
+    outln!("{title}");
+    outln!(
         "  h = {}   (notebook: {})",
         numpy_style(state.h().row(0)),
         numpy_style(want_h.view())
     );
-    println!(
+    outln!(
         "  c = {}   (notebook: {})",
         numpy_style(state.c().row(0)),
         numpy_style(want_c.view())
@@ -89,7 +89,7 @@ fn four(m: &Array2<f64>) -> Array2<f64> {
     concatenate(Axis(0), &[m.view(), m.view(), m.view(), m.view()]).unwrap_or_else(|_| m.clone())
 }
 
-fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>) -> Result<()> {
+fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>) -> CliResult {
     let words = ["I", "ate", "cake"];
     let x = Array3::from_shape_fn((3, 1, 3), |(t, _, k)| if t == k { 1.0 } else { 0.0 });
     let out = cell.unroll(x.view(), None, &SeqOptions::default().traced())?;
@@ -97,10 +97,14 @@ fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>
         .trace
         .ok_or_else(|| LstmError::invalid("trace", "missing"))?;
     let y = readout.apply_sequence(out.output.view())?;
-    println!("\n{name}");
-    println!(
+    outln!("\n{name}");
+    outln!(
         "  {:<10} {:<1}  {:>10} {:>10} {:>10}",
-        "step", "", "unit 0", "unit 1", "unit 2"
+        "step",
+        "",
+        "unit 0",
+        "unit 1",
+        "unit 2"
     );
     for (t, word) in words.iter().enumerate() {
         let rows = [
@@ -119,7 +123,7 @@ fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>
                 " ".repeat(10)
             };
             let nums: Vec<String> = v.iter().map(|x| format!("{x:>10.6}")).collect();
-            println!("  {head} {label}  {}", nums.join(" "));
+            outln!("  {head} {label}  {}", nums.join(" "));
         }
     }
     Ok(())
@@ -136,9 +140,9 @@ pub fn run() -> CliResult {
         seed_files!("seed004"),
     )?;
 
-    println!("\nSeed 000: \"I ate cake\" as one-hot vectors, H = 3, every gate with the seed's");
-    println!("x-side weights u = [0.1, 0.2, 0.3], h-side weights v = [0.4, 0.5, 0.6] and bias");
-    println!(
+    outln!("\nSeed 000: \"I ate cake\" as one-hot vectors, H = 3, every gate with the seed's");
+    outln!("x-side weights u = [0.1, 0.2, 0.3], h-side weights v = [0.4, 0.5, 0.6] and bias");
+    outln!(
         "b = [0.1, 0.2, 0.3], each vector made a circulant matrix; read-out softmax(C(Wy) h + by)."
     );
     let u = circulant(&[0.1, 0.2, 0.3]);

@@ -6,7 +6,31 @@
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
 //! ```
 
+use std::io::Write as _;
 use std::process::ExitCode;
+
+/// `print!` that returns a write error (a full disk, a closed pipe) as [`CliError::Output`]
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            write!(std::io::stdout(), $($arg)*)
+        }
+        .map_err($crate::CliError::Output)?
+    };
+}
+
+/// `println!` that returns a write error as [`CliError::Output`] (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), $($arg)*)
+        }
+        .map_err($crate::CliError::Output)?
+    };
+}
 
 mod bench;
 mod demo;
@@ -17,6 +41,8 @@ mod run;
 enum CliError {
     Usage(String),
     Lstm(lstm_core::LstmError),
+    /// Standard output could not be written.
+    Output(std::io::Error),
 }
 
 impl std::fmt::Display for CliError {
@@ -24,6 +50,7 @@ impl std::fmt::Display for CliError {
         match self {
             CliError::Usage(m) => write!(f, "{m} (see `lstm help`)"),
             CliError::Lstm(e) => write!(f, "{e}"),
+            CliError::Output(e) => write!(f, "cannot write to standard output: {e}"),
         }
     }
 }
@@ -56,8 +83,11 @@ USAGE:
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`lstm bench ... | head -1`): stop quietly, as a filter does.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Nothing more can be done if standard error is gone too.
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -66,7 +96,8 @@ fn main() -> ExitCode {
 fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
-        print!("{HELP}{}{}", run::HELP, bench::HELP);
+        // The help goes with the usage error; if it cannot be written, the error still can.
+        let _ = write!(std::io::stdout(), "{HELP}{}{}", run::HELP, bench::HELP);
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
@@ -82,7 +113,7 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            print!("{HELP}{}{}", run::HELP, bench::HELP);
+            out!("{HELP}{}{}", run::HELP, bench::HELP);
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

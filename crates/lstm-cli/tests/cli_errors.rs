@@ -41,6 +41,38 @@ fn fails(args: &[&str], needles: &[&str]) -> String {
     err
 }
 
+/// Output that cannot be written: a closed pipe ends the command quietly and successfully (the
+/// reader has all it wanted, as with `lstm bench ... | head -1`); any other write error is an
+/// error. Neither panics.
+#[test]
+fn unwritable_output() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
+        .arg("demo")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "closed pipe: {err}");
+    assert!(err.is_empty(), "closed pipe: {err}");
+
+    if let Ok(full) = std::fs::File::create("/dev/full") {
+        let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
+            .arg("help")
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "full disk: {err}");
+        assert!(!err.contains("panicked"), "full disk: {err}");
+        assert!(
+            err.starts_with("error: cannot write to standard output"),
+            "{err}"
+        );
+    }
+}
+
 fn run_args<'a>(model: &'a str, input: &'a str, out: &'a str) -> Vec<&'a str> {
     vec!["run", "--model", model, "--input", input, "--output", out]
 }
