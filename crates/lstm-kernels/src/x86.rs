@@ -338,21 +338,19 @@ unsafe fn gemv_panel(
     }
 }
 
-/// `e^x`: Cody-Waite reduction to `r` in `[-ln2/2, ln2/2]`, a degree-6 polynomial (the Cephes
-/// `expf` coefficients), and `scalef` for the power of two, which saturates to infinity exactly.
-/// Arguments below -87.33 give `e^-87.33`, the smallest normal result: subnormal values make
-/// Intel cores take a microcode assist on every instruction that touches them (about ten times
-/// slower), and nothing downstream can tell 1e-38 from less. NaN in, NaN out.
+/// `e^-x` for `x` in `[-87, 87.33]` (the caller clamps): Cody-Waite reduction to `r` in
+/// `[-ln2/2, ln2/2]` (the negation folded into it), a degree-6 polynomial (the Cephes `expf`
+/// coefficients), and `scalef` for the power of two. The range keeps the result normal and
+/// finite: subnormal values make Intel cores take a microcode assist on every instruction that
+/// touches them (about ten times slower), and nothing downstream can tell 1e-38 from less.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn exp512(x: __m512) -> __m512 {
-    // `max`/`min` return their second operand when either is NaN: `x` goes second.
-    let x = _mm512_max_ps(_mm512_set1_ps(-87.33), x);
-    let x = _mm512_min_ps(_mm512_set1_ps(104.0), x);
+fn exp_neg512(x: __m512) -> __m512 {
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        _mm512_mul_ps(x, _mm512_set1_ps(-std::f32::consts::LOG2_E)),
     );
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    // r = -x - n ln2, with ln2 in two parts.
+    let r = _mm512_fnmsub_ps(n, _mm512_set1_ps(0.693_359_4), x);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
     let mut p = _mm512_set1_ps(1.987_569_1e-4);
     for coef in [
@@ -378,16 +376,15 @@ fn recip512(d: __m512) -> __m512 {
     _mm512_fmadd_ps(y, e, y)
 }
 
-/// `1 / (1 + e^-x)`, for `x` below -87 that of -87 (1.6e-38, the result stays normal).
+/// `1 / (1 + e^-x)`, with `x` clamped to `[-87, 87.33]` first: below, the result is that of
+/// -87 (1.6e-38, still normal); above, it is 1 either way. NaN in, NaN out.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn sigmoid512(x: __m512) -> __m512 {
-    let one = _mm512_set1_ps(1.0);
+    // `max`/`min` return their second operand when either is NaN: `x` goes second.
     let x = _mm512_max_ps(_mm512_set1_ps(-87.0), x);
-    recip512(_mm512_add_ps(
-        one,
-        exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)),
-    ))
+    let x = _mm512_min_ps(_mm512_set1_ps(87.33), x);
+    recip512(_mm512_add_ps(_mm512_set1_ps(1.0), exp_neg512(x)))
 }
 
 /// `tanh x` as `x P(x^2) / Q(x^2)` for |x| <= 9 (tanh 9 is 1 - 3e-8), `±1` beyond: a rational
@@ -400,7 +397,7 @@ fn tanh512(x: __m512) -> __m512 {
     let ax = _mm512_abs_ps(x);
     // `min`/`max` return their second operand when either is NaN: `ax` goes second.
     let a = _mm512_min_ps(_mm512_set1_ps(9.0), ax);
-    // x * x would be subnormal below 1e-19 (see `exp512`); there P/Q is 1 either way.
+    // x * x would be subnormal below 1e-19 (see `exp_neg512`); there P/Q is 1 either way.
     let az = _mm512_max_ps(_mm512_set1_ps(1e-18), a);
     let z = _mm512_mul_ps(az, az);
     let mut p = _mm512_set1_ps(P_TANH[6]);
@@ -432,13 +429,14 @@ const Q_TANH: [f32; 4] = [1.0, 0.464_584, 0.024_677_979, 0.000_261_342];
 
 /// Subnormal lanes to zero (a change below 1.2e-38), so that a state decaying towards zero
 /// never sits in the range where every instruction that reads it takes a microcode assist.
+/// Zero stays zero (`-0` becomes `+0`); NaN stays NaN.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn flush512(x: __m512) -> __m512 {
-    let tiny =
-        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(f32::MIN_POSITIVE));
-    let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps());
-    _mm512_mask_mov_ps(x, tiny & !zero, _mm512_setzero_ps())
+    // "Not less than", true for NaN: the lanes to keep.
+    let keep =
+        _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(_mm512_abs_ps(x), _mm512_set1_ps(f32::MIN_POSITIVE));
+    _mm512_maskz_mov_ps(keep, x)
 }
 
 /// The clamp to `[lo, hi]`, NaN-preserving.
