@@ -44,27 +44,28 @@ fn fails(args: &[&str], needles: &[&str]) -> String {
 /// Output that cannot be written: a closed pipe ends the command quietly and successfully (the
 /// reader has all it wanted, as with `lstm bench ... | head -1`); any other write error is an
 /// error. Neither panics.
+/// Runs `lstm arg` with standard output going to `stdout`; its exit status and standard error.
+fn with_stdout(arg: &str, stdout: impl Into<std::process::Stdio>) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
+        .arg(arg)
+        .stdout(stdout)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), err)
+}
+
 #[test]
 fn unwritable_output() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
-        .arg("demo")
-        .stdout(writer)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "closed pipe: {err}");
+    let (code, err) = with_stdout("demo", writer);
+    assert_eq!(code, Some(0), "closed pipe: {err}");
     assert!(err.is_empty(), "closed pipe: {err}");
 
     if let Ok(full) = std::fs::File::create("/dev/full") {
-        let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
-            .arg("help")
-            .stdout(full)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "full disk: {err}");
+        let (code, err) = with_stdout("help", full);
+        assert_eq!(code, Some(1), "full disk: {err}");
         assert!(!err.contains("panicked"), "full disk: {err}");
         assert!(
             err.starts_with("error: cannot write to standard output"),
