@@ -24,11 +24,7 @@ macro_rules! out {
 /// `println!` that returns a write error as [`CliError::Output`] (see [`out!`]).
 macro_rules! outln {
     ($($arg:tt)*) => {
-        {
-            use std::io::Write as _;
-            writeln!(std::io::stdout(), $($arg)*)
-        }
-        .map_err($crate::CliError::Output)?
+        out!("{}\n", format_args!($($arg)*))
     };
 }
 
