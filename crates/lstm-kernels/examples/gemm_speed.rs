@@ -6,10 +6,6 @@ use std::time::Instant;
 use lstm_kernels::{GateOptions, Packed, gemm, lstm_gates};
 
 fn main() {
-    #[allow(deprecated, unsafe_code)]
-    if std::env::var_os("FTZ").is_some() {
-        unsafe { std::arch::x86_64::_mm_setcsr(std::arch::x86_64::_mm_getcsr() | 0x8040) }
-    }
     for (name, m, k, n) in [
         ("stream recurrent", 1, 128, 512),
         ("seq-small recurrent", 1, 64, 256),

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::sealed::{GateRow, GemmArgs};
-use crate::{Element, NR, portable};
+use crate::{Element, GateOptions, NR, portable};
 
 /// What `std` detected, as bits: [`DETECTED`] once filled, then [`AVX2_FMA`] and [`AVX512F`].
 /// One relaxed load per query: the gate pass of a small layer runs in well under a microsecond,
@@ -503,10 +503,8 @@ unsafe fn gates_512(g: GateRow<'_, f32>) {
         z: z.as_mut_ptr(),
         c: c.as_mut_ptr(),
         h: h.as_mut_ptr(),
-        peep: opts.peephole.map(<[f32]>::as_ptr),
         clip: opts.clip.map(|k| (_mm512_set1_ps(-k), _mm512_set1_ps(k))),
-        input_forget: opts.input_forget,
-        squash_gated: opts.squash_gated,
+        opts,
     };
     let mut j = 0;
     // SAFETY: each block touches units `j..j + 16 L` only where its masks have them below `H`.
@@ -529,15 +527,13 @@ unsafe fn gates_512(g: GateRow<'_, f32>) {
 }
 
 /// One row of the gate pass as pointers (see [`GateRow`]), with the clip bounds broadcast.
-struct RowPtrs {
+struct RowPtrs<'a> {
     n: usize,
     z: *mut f32,
     c: *mut f32,
     h: *mut f32,
-    peep: Option<*const f32>,
     clip: Option<(__m512, __m512)>,
-    input_forget: bool,
-    squash_gated: bool,
+    opts: &'a GateOptions<'a, f32>,
 }
 
 /// The gate pass of the units `j + 16 l + i` for the lanes `i` of `m[l]`, `l < L`.
@@ -547,7 +543,7 @@ struct RowPtrs {
 /// masks select is below `H`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn gate_block<const L: usize>(row: &RowPtrs, j: usize, m: [__mmask16; L]) {
+unsafe fn gate_block<const L: usize>(row: &RowPtrs<'_>, j: usize, m: [__mmask16; L]) {
     let RowPtrs { n, z, c, h, .. } = *row;
     // SAFETY: unit `j + 16 l + i` is loaded and stored only where `m[l]` selects it.
     unsafe {
@@ -558,13 +554,13 @@ unsafe fn gate_block<const L: usize>(row: &RowPtrs, j: usize, m: [__mmask16; L])
         let mut zf = load(z, n + j);
         let zg = load(z, 2 * n + j);
         let mut zo = load(z, 3 * n + j);
-        if let Some(p) = row.peep {
+        if let Some(p) = row.opts.peephole.map(<[f32]>::as_ptr) {
             let (pi, pf) = (load(p, j), load(p, n + j));
             zi = each!(l => _mm512_fmadd_ps(pi[l], c_prev[l], zi[l]));
             zf = each!(l => _mm512_fmadd_ps(pf[l], c_prev[l], zf[l]));
         }
         let i = sigmoid512(clamp512(zi, row.clip));
-        let f = if row.input_forget {
+        let f = if row.opts.input_forget {
             each!(l => _mm512_sub_ps(_mm512_set1_ps(1.0), i[l]))
         } else {
             sigmoid512(clamp512(zf, row.clip))
@@ -572,12 +568,12 @@ unsafe fn gate_block<const L: usize>(row: &RowPtrs, j: usize, m: [__mmask16; L])
         let cand = tanh512(clamp512(zg, row.clip));
         let c_new =
             flush512(each!(l => _mm512_fmadd_ps(f[l], c_prev[l], _mm512_mul_ps(i[l], cand[l]))));
-        if let Some(p) = row.peep {
+        if let Some(p) = row.opts.peephole.map(<[f32]>::as_ptr) {
             let po = load(p, 2 * n + j);
             zo = each!(l => _mm512_fmadd_ps(po[l], c_new[l], zo[l]));
         }
         let o = sigmoid512(clamp512(zo, row.clip));
-        let hv = flush512(if row.squash_gated {
+        let hv = flush512(if row.opts.squash_gated {
             tanh512(each!(l => _mm512_mul_ps(o[l], c_new[l])))
         } else {
             let t = tanh512(c_new);
