@@ -1,6 +1,6 @@
-//! Threads change where the work runs, never the result: the batch split of
+//! Threads change where the work runs, never the result: the batch split and the unit split of
 //! `unroll_into_threads` and the parallel directions of the stack against one thread, and the
-//! rule that small work stays on one thread.
+//! rules that choose between them and keep small work on one thread.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
 use lstm_core::init::SplitMix64;
@@ -94,4 +94,112 @@ fn parallel_directions_match_one_thread() {
         assert!(max_diff(&one.h_n, &many.h_n) < 1e-6);
         assert!(max_diff(&one.c_n, &many.c_n) < 1e-6);
     }
+}
+
+/// A unit split: `threads` threads each take a slice of every gate's units. Its result must be
+/// the one-thread result bit for bit (each column sums in the same order), for both element
+/// types, peepholes, a clip, both layouts and both directions.
+fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
+    use lstm_core::ndarray::Array1;
+    use lstm_core::{Direction, EngineSpec, Layout, LstmEngine, UNIT_SPLIT_MIN_WEIGHTS};
+    let (i, h) = (16, 512);
+    let mut rng = SplitMix64::new(9);
+    let scale = 1.0 / (h as f64).sqrt();
+    let wx: Array2<F> = rng.uniform_array((4 * h, i), scale);
+    let wr: Array2<F> = rng.uniform_array((4 * h, h), scale);
+    let bias: Array1<F> = rng.uniform_array(4 * h, scale);
+    let peep: Array2<F> = rng.uniform_array((3, h), scale);
+    let mut spec = EngineSpec::standard(wx.view(), wr.view());
+    spec.biases = vec![bias.view()];
+    spec.peephole = Some(peep.view());
+    spec.gates.clip = Some(F::of(3.0));
+    let cell = LstmEngine::new(spec).unwrap();
+    assert!(4 * h * h * size_of::<F>() >= UNIT_SPLIT_MIN_WEIGHTS);
+    assert_eq!(cell.unit_split_threads(1, 5), 0);
+    assert_eq!(cell.unit_split_threads(2, 5), 2);
+    assert_eq!(cell.unit_split_threads(3, 5), 2);
+    assert_eq!(cell.unit_split_threads(4, 5), 4);
+    // Weights past L2: whatever the batch.
+    assert_eq!(cell.unit_split_threads(2, 1000), 2);
+    let t = 9;
+    for (b, layout, direction) in [
+        (1, Layout::TimeMajor, Direction::Forward),
+        (5, Layout::BatchFirst, Direction::Reverse),
+    ] {
+        let shape = match layout {
+            Layout::TimeMajor => (t, b, i),
+            Layout::BatchFirst => (b, t, i),
+        };
+        let x: Array3<F> = rng.uniform_array(shape, 1.0);
+        let h0: Array2<F> = rng.uniform_array((b, h), 0.5);
+        let c0: Array2<F> = rng.uniform_array((b, h), 0.5);
+        let opts = SeqOptions {
+            layout,
+            direction,
+            ..SeqOptions::default()
+        };
+        assert!(unroll::sequence_work(&cell, t, b) >= 4 * MIN_PARALLEL_WORK);
+        let mut ws = Workspace::new();
+        let run = |threads: usize, ws: &mut Workspace<F>| {
+            let mut out = Array3::zeros((shape.0, shape.1, h));
+            let mut state = lstm_core::LstmState::new(h0.clone(), c0.clone()).unwrap();
+            unroll::unroll_into_threads(
+                &cell,
+                x.view(),
+                &mut state,
+                out.view_mut(),
+                &opts,
+                threads,
+                ws,
+            )
+            .unwrap();
+            (out, state)
+        };
+        let (out1, s1) = run(1, &mut ws);
+        assert!(out1.iter().all(|v| v.is_finite()));
+        for threads in [2, 4, 2] {
+            let (out, s) = run(threads, &mut ws);
+            assert!(out == out1, "outputs differ on {threads} threads (B {b})");
+            assert!(s.h() == s1.h() && s.c() == s1.c(), "final states differ");
+        }
+    }
+}
+
+#[test]
+fn unit_split_matches_one_thread_f32() {
+    unit_split_matches_one_thread::<f32>();
+}
+
+#[test]
+fn unit_split_matches_one_thread_f64() {
+    unit_split_matches_one_thread::<f64>();
+}
+
+#[test]
+fn unit_split_is_chosen_where_it_pays_and_applies() {
+    use lstm_core::{EngineSpec, LstmEngine, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK};
+    let mut rng = SplitMix64::new(10);
+    // batch-mid's 1 MiB of weights fit in L2: the batch split serves a batch of 32, but with
+    // at most `UNIT_SPLIT_MAX_ROWS` rows per thread the units are split.
+    let mid = LstmStack::<f32>::random(128, 256, 1, 1, &mut rng).unwrap();
+    let mid = &mid.layers()[0][0];
+    assert_eq!(mid.unit_split_threads(2, 32), 0);
+    assert_eq!(mid.unit_split_threads(2, 2 * UNIT_SPLIT_MAX_ROWS + 1), 0);
+    assert_eq!(mid.unit_split_threads(2, 2 * UNIT_SPLIT_MAX_ROWS), 2);
+    assert_eq!(mid.unit_split_threads(2, 1), 2);
+    // A step too small to pay for the barrier (seq-small's shape).
+    let small = LstmStack::<f32>::random(32, 64, 1, 1, &mut rng).unwrap();
+    const { assert!(4 * 64 * (32 + 64) / 2 < UNIT_SPLIT_MIN_STEP_WORK) };
+    assert_eq!(small.layers()[0][0].unit_split_threads(2, 1), 0);
+    // Units that do not divide into whole panels per thread.
+    let odd = LstmStack::<f32>::random(8, 1000, 1, 1, &mut rng).unwrap();
+    assert_eq!(odd.layers()[0][0].unit_split_threads(2, 1), 0);
+    // A projection: every unit's `h` feeds the projection, so the units cannot be split.
+    let (h, p) = (512, 256);
+    let wx: Array2<f32> = rng.uniform_array((4 * h, 64), 0.1);
+    let wr: Array2<f32> = rng.uniform_array((4 * h, p), 0.1);
+    let proj: Array2<f32> = rng.uniform_array((p, h), 0.1);
+    let mut spec = EngineSpec::standard(wx.view(), wr.view());
+    spec.projection = Some(proj.view());
+    assert_eq!(LstmEngine::new(spec).unwrap().unit_split_threads(2, 1), 0);
 }

@@ -179,6 +179,31 @@ pub trait RecurrentCell<F: Scalar> {
         unroll::stepwise(self, input, state, output, opts, trace, ws);
     }
 
+    /// A whole sequence on `threads` threads (at least 2) that share each step's work, rather
+    /// than each taking a block of the batch, for cells that have such a path and shapes where
+    /// it pays. Shapes are trusted as in [`sequence_unchecked`](Self::sequence_unchecked); every
+    /// row steps at every position and no trace is recorded. Returns `None`, touching nothing,
+    /// where the cell has no such path (the default): [`unroll::unroll_into_threads`] then
+    /// splits the batch.
+    ///
+    /// The engine cells split the hidden units when the recurrent weights outgrow a core's L2
+    /// cache (see [`LstmEngine::unit_split_threads`](crate::LstmEngine::unit_split_threads)).
+    ///
+    /// # Errors
+    /// [`LstmError::Invalid`](crate::LstmError::Invalid) when a worker thread failed.
+    fn sequence_split_unchecked(
+        &self,
+        input: ArrayView3<'_, F>,
+        state: &mut LstmState<F>,
+        output: ArrayViewMut3<'_, F>,
+        direction: Direction,
+        threads: usize,
+        ws: &mut Workspace<F>,
+    ) -> Option<Result<()>> {
+        let _ = (input, state, output, direction, threads, ws);
+        None
+    }
+
     /// The all-zero state for a batch of `batch`.
     fn zero_state(&self, batch: usize) -> LstmState<F> {
         LstmState::zeros(batch, self.output_size(), self.hidden_size())

@@ -21,9 +21,12 @@
 //! exact scalar gate pass.
 
 use lstm_kernels::{GateOptions, Packed};
+
+mod units;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
 };
+pub use units::{UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS};
 
 use crate::{
     Activation, Direction, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
@@ -322,12 +325,7 @@ impl<F: Scalar> LstmEngine<F> {
         let proj_w = self.proj.as_ref().map_or(0, Packed::padded_cols);
         let ([full, projected], _, _) =
             ws.split_reused([if self.proj.is_some() { b * h } else { 0 }, b * proj_w]);
-        let opts = GateOptions {
-            peephole: self.peep.as_deref(),
-            clip: self.gates.clip,
-            input_forget: self.gates.input_forget,
-            squash_gated: self.output_mode == OutputMode::SquashGated,
-        };
+        let opts = self.gate_options(self.peep.as_deref());
         for row in 0..b {
             let zr = &mut z[row * ldz..row * ldz + 4 * h];
             let cr = &mut cs[row * h..(row + 1) * h];
@@ -335,9 +333,7 @@ impl<F: Scalar> LstmEngine<F> {
                 Some(_) => &mut full[row * h..(row + 1) * h],
                 None => &mut hs[row * h..(row + 1) * h],
             };
-            if !(self.standard && lstm_kernels::lstm_gates(h, zr, cr, hr, &opts)) {
-                self.fused_row(zr, cr, hr);
-            }
+            self.gate_row(&opts, zr, cr, hr);
         }
         if let Some(proj) = &self.proj {
             let p = self.output;
@@ -417,11 +413,30 @@ impl<F: Scalar> LstmEngine<F> {
         }
     }
 
-    /// The fused gate pass of one batch row: `z [4H]` pre-activations in, activations out;
-    /// `c [H]` updated in place; `h [H]` written.
+    /// The options of the vectorised gate pass, with the given peephole weights.
+    fn gate_options<'p>(&self, peephole: Option<&'p [F]>) -> GateOptions<'p, F> {
+        GateOptions {
+            peephole,
+            clip: self.gates.clip,
+            input_forget: self.gates.input_forget,
+            squash_gated: self.output_mode == OutputMode::SquashGated,
+        }
+    }
+
+    /// The fused gate pass of one batch row of `n` units: `z [4n]` pre-activations in,
+    /// activations out; `c [n]` updated in place; `h [n]` written; `opts.peephole` (if any)
+    /// holds the `3n` peephole weights of these units. Vectorised where it can be.
     #[inline]
-    fn fused_row(&self, z: &mut [F], c: &mut [F], h: &mut [F]) {
-        let n = self.hidden;
+    fn gate_row(&self, opts: &GateOptions<'_, F>, z: &mut [F], c: &mut [F], h: &mut [F]) {
+        if !(self.standard && lstm_kernels::lstm_gates(c.len(), z, c, h, opts)) {
+            self.fused_row(opts.peephole, z, c, h);
+        }
+    }
+
+    /// The exact scalar gate pass of [`Self::gate_row`].
+    #[inline]
+    fn fused_row(&self, peep: Option<&[F]>, z: &mut [F], c: &mut [F], h: &mut [F]) {
+        let n = c.len();
         let g = &self.gates;
         let clip = |v: F| match g.clip {
             Some(k) => v.max(-k).min(k),
@@ -432,7 +447,7 @@ impl<F: Scalar> LstmEngine<F> {
         let (zg, zo) = rest.split_at_mut(n);
         for j in 0..n {
             let c_prev = c[j];
-            let (pi, pf, po) = match &self.peep {
+            let (pi, pf, po) = match peep {
                 Some(p) => (p[j], p[n + j], p[2 * n + j]),
                 None => (F::zero(), F::zero(), F::zero()),
             };
@@ -527,6 +542,22 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
                     *d = v;
                 }
             }
+        }
+    }
+
+    fn sequence_split_unchecked(
+        &self,
+        input: ArrayView3<'_, F>,
+        state: &mut LstmState<F>,
+        output: ArrayViewMut3<'_, F>,
+        direction: Direction,
+        threads: usize,
+        ws: &mut Workspace<F>,
+    ) -> Option<Result<()>> {
+        let e = self.engine();
+        match e.unit_split_threads(threads, state.batch()) {
+            n @ 2.. => Some(e.sequence_units(input, state, output, direction, n, ws)),
+            _ => None,
         }
     }
 

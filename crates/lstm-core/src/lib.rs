@@ -17,7 +17,10 @@ mod workspace;
 pub mod dev;
 
 pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
-pub use engine::{EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence};
+pub use engine::{
+    EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence, UNIT_SPLIT_MAX_ROWS,
+    UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS,
+};
 pub use error::{LstmError, Result, check_shape, fmt_shape};
 pub use gates::{Activation, Gate, cell_update, sigmoid, tanh};
 pub use readout::Readout;

@@ -219,9 +219,15 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
         .saturating_mul(cell.input_size() + cell.output_size())
 }
 
-/// [`RecurrentCell::unroll_into`] on `threads` threads: the batch is cut into contiguous blocks of
-/// rows, one per thread (rows are independent, so the result is identical). It uses only the
-/// threads that pay ([`useful_threads`]); with one it is a plain call. No trace is recorded.
+/// [`RecurrentCell::unroll_into`] on `threads` threads. It uses only the threads that pay
+/// ([`useful_threads`]); with one it is a plain call. No trace is recorded.
+///
+/// Where every row steps at every position and the cell has a path that shares each step's
+/// work ([`RecurrentCell::sequence_split_unchecked`]; the engine cells split the hidden units
+/// when the weights outgrow L2 or the batch is small), that path runs. Otherwise the batch is
+/// cut into contiguous blocks of rows, one per thread. The unit split gives the one-thread
+/// result bit for bit; so does the batch split, except that a block of a single row takes the
+/// matrix-vector kernel, which rounds differently (by about one unit in the last place).
 ///
 /// # Errors
 /// As [`RecurrentCell::unroll_into`].
@@ -239,15 +245,31 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
         trace: false,
         ..*opts
     };
-    let threads = useful_threads(threads, b, sequence_work(cell, steps, b));
-    if threads == 1 {
-        return cell.unroll_into(input, state, output, &opts, None, ws);
-    }
+    let work = sequence_work(cell, steps, b);
     crate::check_shape("output", output.shape(), &{
         let mut s = input.shape().to_vec();
         s[2] = cell.output_size();
         s
     })?;
+    let unmasked = opts.lengths.is_none_or(|l| l.iter().all(|&l| l == steps));
+    let shared = useful_threads(threads, usize::MAX, work);
+    if unmasked && shared > 1 {
+        let (x, out) = match opts.layout {
+            Layout::TimeMajor => (input, output.view_mut()),
+            Layout::BatchFirst => (
+                input.permuted_axes([1, 0, 2]),
+                output.view_mut().permuted_axes([1, 0, 2]),
+            ),
+        };
+        if let Some(done) = cell.sequence_split_unchecked(x, state, out, opts.direction, shared, ws)
+        {
+            return done;
+        }
+    }
+    let threads = useful_threads(threads, b, work);
+    if threads == 1 {
+        return cell.unroll_into(input, state, output, &opts, None, ws);
+    }
     let axis = match opts.layout {
         Layout::TimeMajor => Axis(1),
         Layout::BatchFirst => Axis(0),

@@ -9,7 +9,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use packed::{NR, Packed};
+pub use packed::{NR, Packed, Panels};
 
 /// An instruction-set level, from the plain portable code up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ pub fn level() -> Level {
 }
 
 mod sealed {
-    use crate::{GateOptions, Packed};
+    use crate::{GateOptions, Packed, Panels};
 
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -71,6 +71,7 @@ mod sealed {
         pub c: &'a mut [T],
         pub ldc: usize,
         pub init: Option<&'a [T]>,
+        pub panels: Panels,
     }
 
     /// One row of the gate pass, checked by [`crate::lstm_gates`].
@@ -172,8 +173,34 @@ pub fn gemm<T: Element>(
     ldc: usize,
     init: Option<&[T]>,
 ) {
-    let (k, np) = (b.rows(), b.padded_cols());
-    if m == 0 {
+    gemm_panels(m, a, lda, b, Panels::all(b), c, ldc, init);
+}
+
+/// [`gemm`] with only the selected panels of `B` ([`Panels`]): the product's columns are the
+/// selected panels in selection order, `sel.width()` of them, and `init` (if any) holds that
+/// many values in the same order. The columns one thread owns of a matrix every thread shares
+/// (a slice of each gate's units, say) are one product, not one per run.
+///
+/// # Panics
+/// When the selection reaches past `B`'s panels, a slice is too short for the shapes, or a
+/// stride is smaller than the row it strides.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_panels<T: Element>(
+    m: usize,
+    a: &[T],
+    lda: usize,
+    b: &Packed<T>,
+    sel: Panels,
+    c: &mut [T],
+    ldc: usize,
+    init: Option<&[T]>,
+) {
+    let (k, np) = (b.rows(), sel.width());
+    assert!(
+        sel.end() * NR <= b.padded_cols(),
+        "panel selection past the matrix"
+    );
+    if m == 0 || np == 0 {
         return;
     }
     assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
@@ -198,6 +225,7 @@ pub fn gemm<T: Element>(
             c,
             ldc,
             init,
+            panels: sel,
         },
         Checked(()),
     );

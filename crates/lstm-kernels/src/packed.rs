@@ -95,3 +95,67 @@ impl<T: Clone> Clone for Packed<T> {
         }
     }
 }
+
+/// A selection of the panels of a [`Packed`] matrix, for [`crate::gemm_panels`]: `runs` runs of
+/// `len` consecutive panels, run `r` starting at panel `first + r * stride`.
+///
+/// Selected panel `q` (counting through the runs in order) is packed panel
+/// [`panel(q)`](Self::panel) and fills columns `q * NR..(q + 1) * NR` of the product.
+///
+/// ```
+/// use lstm_kernels::{NR, Packed, Panels};
+///
+/// // Four gate blocks of 128 columns; the second half of each block's columns.
+/// let w = Packed::from_fn(8, 4 * 128, |k, n| (k + n) as f32);
+/// let sel = Panels { first: 2, len: 2, runs: 4, stride: 4 };
+/// assert_eq!(sel.width(), 4 * 64);
+/// assert_eq!((0..sel.count()).map(|q| sel.panel(q)).collect::<Vec<_>>(), [2, 3, 6, 7, 10, 11, 14, 15]);
+/// assert!(sel.end() * NR <= w.padded_cols());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Panels {
+    /// The first panel of the first run.
+    pub first: usize,
+    /// Panels per run.
+    pub len: usize,
+    /// Number of runs.
+    pub runs: usize,
+    /// Panels from the start of one run to the start of the next.
+    pub stride: usize,
+}
+
+impl Panels {
+    /// Every panel of `b`, in order.
+    pub fn all<T: Element>(b: &Packed<T>) -> Self {
+        Self {
+            first: 0,
+            len: b.padded_cols() / NR,
+            runs: 1,
+            stride: 0,
+        }
+    }
+
+    /// Panels selected.
+    pub fn count(&self) -> usize {
+        self.len * self.runs
+    }
+
+    /// Columns of the product: [`count`](Self::count) times [`NR`].
+    pub fn width(&self) -> usize {
+        self.count() * NR
+    }
+
+    /// The packed panel that selected panel `q` reads.
+    #[inline]
+    pub fn panel(&self, q: usize) -> usize {
+        self.first + (q / self.len) * self.stride + q % self.len
+    }
+
+    /// One past the last packed panel the selection reads (0 when it selects none).
+    pub fn end(&self) -> usize {
+        match self.count() {
+            0 => 0,
+            _ => self.first + (self.runs - 1) * self.stride + self.len,
+        }
+    }
+}

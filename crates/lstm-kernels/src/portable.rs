@@ -14,11 +14,13 @@ pub(crate) fn gemm<T: Element>(p: GemmArgs<'_, T>) {
         c,
         ldc,
         init,
+        panels,
     } = p;
     let k = b.rows();
     let data = b.data();
-    for (pi, panel) in data.chunks_exact(k * NR).enumerate() {
-        let col = pi * NR;
+    for q in 0..panels.count() {
+        let panel = &data[panels.panel(q) * k * NR..][..k * NR];
+        let col = q * NR;
         for r in 0..m {
             let arow = &a[r * lda..r * lda + k];
             let crow = &mut c[r * ldc + col..r * ldc + col + NR];

@@ -95,7 +95,8 @@ pub(crate) fn gemm_f32_avx512(p: GemmArgs<'_, f32>) {
 
 /// # Safety
 /// AVX-512F present; `a` holds `m` rows of `K` at stride `lda`, `c` holds `m` rows of
-/// `padded_cols` at stride `ldc`, `init` (if any) holds `padded_cols` values.
+/// `panels.width()` at stride `ldc`, `init` (if any) holds `panels.width()` values, and the
+/// selection stays inside the packed panels.
 #[target_feature(enable = "avx512f")]
 unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
     let GemmArgs {
@@ -106,14 +107,15 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
         c,
         ldc,
         init,
+        panels: sel,
     } = p;
     let k = b.rows();
-    let panels = b.padded_cols() / NR;
+    let panels = sel.count();
     let (ap, bp, cp) = (a.as_ptr(), b.data().as_ptr(), c.as_mut_ptr());
     let init = init.map(<[f32]>::as_ptr);
-    // SAFETY (whole body): every offset stays inside the slices by the contract above: panel
-    // `pi` spans `[pi*K*NR, (pi+1)*K*NR)` of the packed data; row `r` of A spans
-    // `[r*lda, r*lda + K)`; row `r` of C spans `[r*ldc, r*ldc + padded_cols)`.
+    // SAFETY (whole body): every offset stays inside the slices by the contract above: selected
+    // panel `pi` spans `[p*K*NR, (p+1)*K*NR)` of the packed data for `p = sel.panel(pi)`; row
+    // `r` of A spans `[r*lda, r*lda + K)`; row `r` of C spans `[r*ldc, r*ldc + sel.width())`.
     // Every other call on a thread walks the panels backwards: the panels the previous call read
     // last are still in cache, where a fixed order would have evicted each before its reuse
     // (a step's weights that just exceed L1 or L2 then hit in it for most of the next step).
@@ -125,7 +127,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                 gemv_panel(
                     k,
                     ap,
-                    bp.add(pi * k * NR),
+                    bp.add(sel.panel(pi) * k * NR),
                     cp.add(pi * NR),
                     init.map(|i| i.add(pi * NR)),
                 );
@@ -156,7 +158,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                     // Every tile of the block passes over the whole panel (in L2 after the first
                     // tile); each tile of C is written once. The first tile also pulls the next
                     // panel towards L2, so the next panel's first tile does not wait on memory.
-                    let panel = bp.add(pi * k * NR);
+                    let panel = bp.add(sel.panel(pi) * k * NR);
                     let ini = init.map(|i| i.add(pi * NR));
                     for blk in 0..blocks {
                         let (lo, hi) = (bounds(blk), bounds(blk + 1));
@@ -164,7 +166,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
                         let a0 = packed.add((lo - m0) * k);
                         let c0 = cp.add(lo * ldc + pi * NR);
                         let next = (blk == 0 && step + 1 < panels)
-                            .then(|| bp.add(order(step + 1) * k * NR));
+                            .then(|| bp.add(sel.panel(order(step + 1)) * k * NR));
                         let t = Tile {
                             k,
                             a: a0,

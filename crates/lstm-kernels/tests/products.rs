@@ -2,7 +2,7 @@
 //! height, the panel padding, `K = 0`, strides and both `init` forms.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
-use lstm_kernels::{Element, Level, Packed, gemm, set_max_level};
+use lstm_kernels::{Element, Level, NR, Packed, Panels, gemm, gemm_panels, set_max_level};
 
 /// A small deterministic generator (no dependencies).
 fn values(n: usize, seed: u64) -> Vec<f64> {
@@ -123,4 +123,91 @@ fn short_input_is_refused() {
     let p = Packed::from_fn(4, 3, |_, _| 1.0f32);
     let mut c = vec![0.0f32; 64];
     gemm(2, &[1.0; 5], 4, &p, &mut c, 32, None);
+}
+
+/// A selection of panels is the product with only those columns of `B`, in selection order,
+/// and equals the full product's columns bit for bit (the same sums in the same order).
+fn check_panels<T: Element + Into<f64>>(cast: fn(f64) -> T) {
+    let (k, n) = (37, 8 * NR);
+    let w: Vec<T> = values(k * n, 5).into_iter().map(cast).collect();
+    let packed = Packed::from_fn(k, n, |r, c| w[r * n + c]);
+    let bias: Vec<T> = values(n, 6).into_iter().map(cast).collect();
+    for m in [1, 3, 12, 29] {
+        let a: Vec<T> = values(m * k, 7).into_iter().map(cast).collect();
+        let mut full = vec![T::default(); m * n];
+        gemm(m, &a, k, &packed, &mut full, n, Some(&bias));
+        for sel in [
+            Panels {
+                first: 0,
+                len: 8,
+                runs: 1,
+                stride: 0,
+            },
+            Panels {
+                first: 1,
+                len: 1,
+                runs: 4,
+                stride: 2,
+            },
+            Panels {
+                first: 2,
+                len: 2,
+                runs: 2,
+                stride: 4,
+            },
+            Panels {
+                first: 7,
+                len: 1,
+                runs: 1,
+                stride: 0,
+            },
+            Panels {
+                first: 0,
+                len: 3,
+                runs: 2,
+                stride: 5,
+            },
+        ] {
+            let cols: Vec<usize> = (0..sel.count())
+                .flat_map(|q| (0..NR).map(move |j| sel.panel(q) * NR + j))
+                .collect();
+            let init: Vec<T> = cols.iter().map(|&j| bias[j]).collect();
+            let width = sel.width();
+            let mut c = vec![T::default(); m * width];
+            gemm_panels(m, &a, k, &packed, sel, &mut c, width, Some(&init));
+            for r in 0..m {
+                for (q, &j) in cols.iter().enumerate() {
+                    assert_eq!(
+                        c[r * width + q],
+                        full[r * n + j],
+                        "m {m} {sel:?} ({r}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn panel_selections_match_the_full_product() {
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_max_level(level);
+        check_panels::<f32>(|v| v as f32);
+        check_panels::<f64>(|v| v);
+    }
+    set_max_level(Level::Avx512);
+}
+
+#[test]
+#[should_panic(expected = "panel selection past the matrix")]
+fn selection_past_the_matrix_is_refused() {
+    let p = Packed::from_fn(2, 64, |_, _| 1.0f32);
+    let mut c = vec![0.0f32; 64];
+    let sel = Panels {
+        first: 1,
+        len: 1,
+        runs: 2,
+        stride: 1,
+    };
+    gemm_panels(1, &[1.0, 1.0], 2, &p, sel, &mut c, 64, None);
 }
