@@ -21,18 +21,18 @@
 //! exact scalar gate pass.
 
 use lstm_kernels::{GateOptions, Packed};
-
-mod units;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
 };
-pub use units::{UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS};
 
 use crate::{
     Activation, Direction, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
     Workspace,
     unroll::{self, INACTIVE},
 };
+
+mod units;
+pub use units::{UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS};
 
 /// The state the gates read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

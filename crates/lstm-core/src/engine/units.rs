@@ -281,7 +281,7 @@ impl SpinBarrier {
                 if self.poisoned.load(Ordering::Acquire) {
                     return false;
                 }
-                if spins < 1 << 14 {
+                if spins < SPINS {
                     spins += 1;
                     std::hint::spin_loop();
                 } else {
@@ -292,6 +292,10 @@ impl SpinBarrier {
         !self.poisoned.load(Ordering::Acquire)
     }
 }
+
+/// Spins of a waiting thread before it starts yielding its core: about ten microseconds, so a
+/// thread that shares its core with another (more threads than cores) lets it run soon.
+const SPINS: u32 = 256;
 
 /// Poisons the barrier when its thread unwinds, so the others stop waiting for it.
 struct Leave<'a>(&'a SpinBarrier);
