@@ -3,12 +3,18 @@
 //! `stream` measures one step with the state carried (throughput: steps); the others measure one
 //! whole sequence batch through `unroll_into` with reused buffers (throughput: batch x steps
 //! elements). The plain baseline runs only on the two small workloads. The `*-layers` groups run
-//! the layer stack (one bidirectional layer) on 1 and 2 threads.
+//! the layer stack (one bidirectional layer) on 1 and 2 threads. The `threads` group runs the
+//! concat cell through `unroll_into_threads` on 1 and 2 threads: batch-large (where two threads
+//! split the hidden units) and one long sequence of a larger model (which one thread would run
+//! alone).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lstm_benches::{VARIANTS, cell};
+use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{SeqOptions, Trace, Workspace, init::SplitMix64, workload::Workload};
+use lstm_core::{
+    RecurrentCell, SeqOptions, Trace, Workspace, init::SplitMix64, unroll, workload::Workload,
+};
 use lstm_layers::StackOptions;
 use std::hint::black_box;
 
@@ -83,11 +89,53 @@ fn bench_stack(c: &mut Criterion, w: Workload) {
     group.finish();
 }
 
+/// `unroll_into_threads` on 1 and 2 threads.
+fn bench_threads(c: &mut Criterion) {
+    let long = Workload {
+        name: "long-sequence",
+        batch: 1,
+        steps: 200,
+        input: 256,
+        hidden: 512,
+    };
+    let mut group = c.benchmark_group("threads");
+    group.sample_size(10);
+    let mut rng = SplitMix64::new(3);
+    for w in [Workload::BATCH_LARGE, long] {
+        let Ok(cell) = ConcatCell::<f32>::random(w.input, w.hidden, &mut rng) else {
+            continue;
+        };
+        let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+        let mut out = Array3::zeros((w.steps, w.batch, w.hidden));
+        let mut ws = Workspace::new();
+        let opts = SeqOptions::default();
+        for threads in [1, 2] {
+            let id = BenchmarkId::new(w.name, threads);
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    let mut st = cell.zero_state(w.batch);
+                    unroll::unroll_into_threads(
+                        &cell,
+                        black_box(x.view()),
+                        &mut st,
+                        out.view_mut(),
+                        &opts,
+                        threads,
+                        &mut ws,
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn workloads(c: &mut Criterion) {
     for w in Workload::ALL {
         bench(c, w);
         bench_stack(c, w);
     }
+    bench_threads(c);
 }
 
 criterion_group!(benches, workloads);
