@@ -360,32 +360,11 @@ impl<F: Scalar> LstmEngine<F> {
         let (t, b, i) = input.dim();
         let per_step = b * self.gate_stride();
         let chunk = (CHUNK / per_step.max(1)).clamp(1, t.max(1));
-        let time_major = input.to_slice();
-        let ([pre, xbuf], _, ws) = ws.split_reused([
-            chunk * per_step,
-            if time_major.is_some() {
-                0
-            } else {
-                chunk * b * i
-            },
-        ]);
-        let mut k = 0;
-        while k < t {
-            let len = chunk.min(t - k);
-            let (lo, hi) = match direction {
-                Direction::Forward => (k, k + len),
-                Direction::Reverse => (t - k - len, t - k),
-            };
-            let xs: &[F] = match time_major {
-                Some(xs) => &xs[lo * b * i..hi * b * i],
-                None => {
-                    let dst = &mut xbuf[..len * b * i];
-                    crate::copy_rows(input.slice(s![lo..hi, .., ..]), dst);
-                    dst
-                }
-            };
+        let ([pre, xbuf], _, ws) =
+            ws.split_reused([chunk * per_step, chunk_copy_len(input, chunk)]);
+        for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
             lstm_kernels::gemm(
-                len * b,
+                steps.len() * b,
                 xs,
                 i,
                 &self.wx,
@@ -393,13 +372,9 @@ impl<F: Scalar> LstmEngine<F> {
                 self.gate_stride(),
                 Some(&self.bias),
             );
-            for j in 0..len {
-                let tt = match direction {
-                    Direction::Forward => lo + j,
-                    Direction::Reverse => hi - 1 - j,
-                };
+            for tt in reading_order(direction, steps.clone()) {
                 self.update(
-                    &mut pre[(tt - lo) * per_step..],
+                    &mut pre[(tt - steps.start) * per_step..],
                     self.gate_stride(),
                     state,
                     ws,
@@ -409,8 +384,8 @@ impl<F: Scalar> LstmEngine<F> {
                     state.h().as_slice().expect("state is standard layout"),
                 );
             }
-            k += len;
-        }
+            true
+        });
     }
 
     /// The options of the vectorised gate pass, with the given peephole weights.
@@ -471,6 +446,63 @@ impl<F: Scalar> LstmEngine<F> {
             zo[j] = o;
         }
     }
+}
+
+/// Elements of the copy buffer [`for_each_chunk`] needs: none for a contiguous time-major input.
+fn chunk_copy_len<F: Scalar>(input: ArrayView3<'_, F>, chunk: usize) -> usize {
+    let (_, b, i) = input.dim();
+    if input.is_standard_layout() {
+        0
+    } else {
+        chunk * b * i
+    }
+}
+
+/// The chunk schedule of the whole-sequence paths: the steps of `input [T, B, I]` in chunks of at
+/// most `chunk`, taken in reading order, each passed to `f` as its inputs (`len * B` rows of `I`,
+/// copied to `xbuf` when `input` is strided) and its range of time indices. Stops when `f`
+/// returns `false`.
+fn for_each_chunk<F: Scalar>(
+    input: ArrayView3<'_, F>,
+    chunk: usize,
+    direction: Direction,
+    xbuf: &mut [F],
+    mut f: impl FnMut(&[F], std::ops::Range<usize>) -> bool,
+) {
+    let (t, b, i) = input.dim();
+    let time_major = input.to_slice();
+    let mut k = 0;
+    while k < t {
+        let len = chunk.min(t - k);
+        let (lo, hi) = match direction {
+            Direction::Forward => (k, k + len),
+            Direction::Reverse => (t - k - len, t - k),
+        };
+        let xs: &[F] = match time_major {
+            Some(xs) => &xs[lo * b * i..hi * b * i],
+            None => {
+                let dst = &mut xbuf[..len * b * i];
+                crate::copy_rows(input.slice(s![lo..hi, .., ..]), dst);
+                dst
+            }
+        };
+        if !f(xs, lo..hi) {
+            return;
+        }
+        k += len;
+    }
+}
+
+/// The time indices of `steps` in reading order.
+fn reading_order(
+    direction: Direction,
+    steps: std::ops::Range<usize>,
+) -> impl Iterator<Item = usize> {
+    let (lo, hi) = (steps.start, steps.end);
+    steps.map(move |j| match direction {
+        Direction::Forward => j,
+        Direction::Reverse => lo + hi - 1 - j,
+    })
 }
 
 /// Pre-activation values the chunked sequence path keeps at a time (512 KiB of `f32`): with the

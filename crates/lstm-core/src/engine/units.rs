@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use lstm_kernels::{NR, Panels};
 use ndarray::{ArrayView3, ArrayViewMut3, Axis, s};
 
-use super::{CHUNK, LstmEngine, Recurrence};
+use super::{CHUNK, LstmEngine, Recurrence, chunk_copy_len, for_each_chunk, reading_order};
 use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
 /// Bytes of recurrent weights from which splitting the units pays whatever the batch: twice a
@@ -167,13 +167,8 @@ impl<F: Scalar> LstmEngine<F> {
             stride: h / NR,
         };
         let chunk = (CHUNK / (b * w).max(1)).clamp(1, t.max(1));
-        let time_major = input.to_slice();
         let peep_len = if self.peep.is_some() { 3 * u } else { 0 };
-        let copy_len = if time_major.is_some() {
-            0
-        } else {
-            chunk * b * i
-        };
+        let copy_len = chunk_copy_len(input, chunk);
         let ([pre, xbuf, hfull, bias, peep], _, _) =
             ws.split_reused([chunk * b * w, copy_len, b * h, w, peep_len]);
         for g in 0..4 {
@@ -187,27 +182,10 @@ impl<F: Scalar> LstmEngine<F> {
         let opts = self.gate_options(self.peep.as_ref().map(|_| &*peep));
         let mut c = shared.c[k].lock().unwrap_or_else(PoisonError::into_inner);
         let mut step = 0;
-        let mut k0 = 0;
-        while k0 < t {
-            let len = chunk.min(t - k0);
-            let (lo, hi) = match direction {
-                Direction::Forward => (k0, k0 + len),
-                Direction::Reverse => (t - k0 - len, t - k0),
-            };
-            let xs: &[F] = match time_major {
-                Some(xs) => &xs[lo * b * i..hi * b * i],
-                None => {
-                    let dst = &mut xbuf[..len * b * i];
-                    crate::copy_rows(input.slice(s![lo..hi, .., ..]), dst);
-                    dst
-                }
-            };
-            lstm_kernels::gemm_panels(len * b, xs, i, &self.wx, sel, pre, w, Some(bias));
-            for j in 0..len {
-                let tt = match direction {
-                    Direction::Forward => lo + j,
-                    Direction::Reverse => hi - 1 - j,
-                };
+        for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
+            let rows = steps.len() * b;
+            lstm_kernels::gemm_panels(rows, xs, i, &self.wx, sel, pre, w, Some(bias));
+            for tt in reading_order(direction, steps.clone()) {
                 let cur = step % 2;
                 for (q, slot) in shared.h.iter().enumerate() {
                     let hq = slot[cur].read().unwrap_or_else(PoisonError::into_inner);
@@ -215,7 +193,7 @@ impl<F: Scalar> LstmEngine<F> {
                         hfull[row * h + q * u..][..u].copy_from_slice(&hq[row * u..][..u]);
                     }
                 }
-                let z = &mut pre[(tt - lo) * b * w..][..b * w];
+                let z = &mut pre[(tt - steps.start) * b * w..][..b * w];
                 lstm_kernels::gemm_panels(b, hfull, h, &self.wr, sel, z, w, None);
                 let mut next = shared.h[k][1 - cur]
                     .write()
@@ -232,11 +210,11 @@ impl<F: Scalar> LstmEngine<F> {
                 drop(next);
                 step += 1;
                 if !shared.barrier.wait() {
-                    return;
+                    return false;
                 }
             }
-            k0 += len;
-        }
+            true
+        });
     }
 }
 
