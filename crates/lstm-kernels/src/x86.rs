@@ -309,6 +309,11 @@ unsafe fn k_loop<const R: usize, const PREFETCH: bool>(
     hi: &mut [__m512; R],
 ) {
     /// One step of K: the two halves of the panel's row times each row's value of A.
+    ///
+    /// Each row's value is broadcast inside the multiply-add (`{1to16}`), which the compiler
+    /// does not do for a value used twice: two instructions per row instead of three. Level
+    /// with the separate broadcast when the machine is quiet, 3-5% faster end to end when it
+    /// is slow (`docs/benchmarks.md`).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn step<const R: usize>(
@@ -317,16 +322,32 @@ unsafe fn k_loop<const R: usize, const PREFETCH: bool>(
         lo: &mut [__m512; R],
         hi: &mut [__m512; R],
     ) {
-        // SAFETY: `a` holds `R` values and `b` `NR` (the caller's contract).
-        unsafe {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for r in 0..R {
-                let av = _mm512_set1_ps(*a.add(r));
-                lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
-                hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
-            }
+        // SAFETY: `b` holds `NR` values (the caller's contract).
+        let (b0, b1) = unsafe { (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))) };
+        /// Row `$r` (a literal, so that its offset is a constant of the instruction).
+        macro_rules! row {
+            ($($r:literal)*) => {$(
+                if R > $r {
+                    // SAFETY: reads the one value `a[$r]`, inside the caller's `R` values;
+                    // touches no flags, stack or other memory.
+                    unsafe {
+                        std::arch::asm!(
+                            "vfmadd231ps {lo}, {b0}, dword ptr [{a} + {o}]{{1to16}}",
+                            "vfmadd231ps {hi}, {b1}, dword ptr [{a} + {o}]{{1to16}}",
+                            lo = inout(zmm_reg) lo[$r],
+                            hi = inout(zmm_reg) hi[$r],
+                            b0 = in(zmm_reg) b0,
+                            b1 = in(zmm_reg) b1,
+                            a = in(reg) a,
+                            o = const 4 * $r,
+                            options(pure, readonly, nostack, preserves_flags),
+                        );
+                    }
+                }
+            )*};
         }
+        const { assert!(R <= 12) };
+        row!(0 1 2 3 4 5 6 7 8 9 10 11);
     }
     // SAFETY: step `kk` reads `a[kk R..(kk + 1) R]` and `b[kk NR..(kk + 1) NR]` (and prefetches
     // the same range of `next`), `kk < k`, inside the ranges of the contract above; the
