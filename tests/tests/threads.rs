@@ -122,16 +122,18 @@ fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
     // Weights past L2: whatever the batch.
     assert_eq!(cell.unit_split_threads(2, 1000), 2);
     let t = 9;
-    for (b, layout, direction) in [
-        (1, Layout::TimeMajor, Direction::Forward),
-        (5, Layout::BatchFirst, Direction::Reverse),
+    // The last case starts from `h = 0`, where every path skips the first recurrent product.
+    for (b, layout, direction, zero_h0) in [
+        (1, Layout::TimeMajor, Direction::Forward, false),
+        (5, Layout::BatchFirst, Direction::Reverse, false),
+        (5, Layout::TimeMajor, Direction::Forward, true),
     ] {
         let shape = match layout {
             Layout::TimeMajor => (t, b, i),
             Layout::BatchFirst => (b, t, i),
         };
         let x: Array3<F> = rng.uniform_array(shape, 1.0);
-        let h0: Array2<F> = rng.uniform_array((b, h), 0.5);
+        let h0: Array2<F> = rng.uniform_array((b, h), if zero_h0 { 0.0 } else { 0.5 });
         let c0: Array2<F> = rng.uniform_array((b, h), 0.5);
         let opts = SeqOptions {
             layout,

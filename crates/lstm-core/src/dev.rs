@@ -159,10 +159,19 @@ pub fn cases<Fam: CellFamily>(scale: f64) -> impl Strategy<Value = Case> {
                 vec(-1.0..1.0f64, 2 * b * h),
                 proptest::option::of(vec(0..=t, b)),
                 any::<(bool, bool)>(),
+                // Which halves of the initial state are zero (the sequence paths skip the
+                // first recurrent product when the recurrent input starts at zero).
+                any::<(bool, bool)>(),
             )
         })
         .prop_map(
-            |((b, t, i, h, shapes), flat, x, st, lengths, (reverse, batch_first))| {
+            |((b, t, i, h, shapes), flat, x, mut st, lengths, (reverse, batch_first), zero)| {
+                if zero.0 {
+                    st[..b * h].fill(0.0);
+                }
+                if zero.1 {
+                    st[b * h..].fill(0.0);
+                }
                 let mut at = 0;
                 let params = shapes
                     .iter()

@@ -310,15 +310,35 @@ impl<F: Scalar> LstmEngine<F> {
         self.recurrence
     }
 
+    /// Whether the state's recurrent input (`h`, or `c` for [`Recurrence::Cell`]) is all zero,
+    /// as it is at the start of a sequence from the zero state. Its product with `W_r` then adds
+    /// only zeros (the weights are finite), so the sequence paths skip it.
+    fn recurrent_input_is_zero(&self, state: &LstmState<F>) -> bool {
+        let r = match self.recurrence {
+            Recurrence::Hidden => state.h(),
+            Recurrence::Cell => state.c(),
+        };
+        r.iter().all(|v| *v == F::zero())
+    }
+
     /// Adds `r W_r` to the pre-activations of the state's `B` rows (row `b` at
     /// `z[b * ldz..][..4H]`, each row writable to [`Self::gate_stride`]) and runs the fused gate
-    /// pass, updating `state` and leaving the activations in `z`.
-    fn update(&self, z: &mut [F], ldz: usize, state: &mut LstmState<F>, ws: &mut Workspace<F>) {
+    /// pass, updating `state` and leaving the activations in `z`. With `zero_input` (the caller
+    /// knows `r` is all zero, see [`Self::recurrent_input_is_zero`]) the product is skipped.
+    fn update(
+        &self,
+        z: &mut [F],
+        ldz: usize,
+        state: &mut LstmState<F>,
+        zero_input: bool,
+        ws: &mut Workspace<F>,
+    ) {
         let (b, h) = (state.batch(), self.hidden);
         let (mut hv, mut cv) = state.parts_mut();
         let hs = hv.as_slice_mut().expect("state is standard layout");
         let cs = cv.as_slice_mut().expect("state is standard layout");
         match self.recurrence {
+            _ if zero_input => {}
             Recurrence::Hidden => lstm_kernels::gemm(b, hs, self.output, &self.wr, z, ldz, None),
             Recurrence::Cell => lstm_kernels::gemm(b, cs, h, &self.wr, z, ldz, None),
         }
@@ -362,6 +382,7 @@ impl<F: Scalar> LstmEngine<F> {
         let chunk = (CHUNK / per_step.max(1)).clamp(1, t.max(1));
         let ([pre, xbuf], _, ws) =
             ws.split_reused([chunk * per_step, chunk_copy_len(input, chunk)]);
+        let mut zero_input = self.recurrent_input_is_zero(state);
         for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
             lstm_kernels::gemm(
                 steps.len() * b,
@@ -377,6 +398,7 @@ impl<F: Scalar> LstmEngine<F> {
                     &mut pre[(tt - steps.start) * per_step..],
                     self.gate_stride(),
                     state,
+                    std::mem::take(&mut zero_input),
                     ws,
                 );
                 crate::write_rows(
@@ -565,10 +587,10 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         if direct {
             let z = gates.as_slice_mut().expect("standard layout");
             lstm_kernels::gemm(b, xs, i, &e.wx, z, gp, Some(&e.bias));
-            e.update(z, gp, state, ws);
+            e.update(z, gp, state, false, ws);
         } else {
             lstm_kernels::gemm(b, xs, i, &e.wx, zbuf, gp, Some(&e.bias));
-            e.update(zbuf, gp, state, ws);
+            e.update(zbuf, gp, state, false, ws);
             for (row, mut dst) in gates.rows_mut().into_iter().enumerate() {
                 for (d, &v) in dst.iter_mut().zip(&zbuf[row * gp..row * gp + g4]) {
                     *d = v;
@@ -661,7 +683,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
                         dst.copy_from_slice(&pre[r * gp..(r + 1) * gp]);
                     }
                 }
-                e.update(zpad, gp, state, ws);
+                e.update(zpad, gp, state, false, ws);
                 for (bb, mut dst) in z.rows_mut().into_iter().enumerate() {
                     for (d, &v) in dst.iter_mut().zip(&zpad[bb * gp..bb * gp + g4]) {
                         *d = v;

@@ -94,6 +94,7 @@ impl<F: Scalar> LstmEngine<F> {
                 .collect(),
             c: (0..n).map(|k| Mutex::new(slices(state.c(), k))).collect(),
             barrier: SpinBarrier::new(n),
+            zero_start: self.recurrent_input_is_zero(state),
         };
         let mut outs = Vec::with_capacity(n);
         let mut rest = output;
@@ -194,7 +195,9 @@ impl<F: Scalar> LstmEngine<F> {
                     }
                 }
                 let z = &mut pre[(tt - steps.start) * b * w..][..b * w];
-                lstm_kernels::gemm_panels(b, hfull, h, &self.wr, sel, z, w, None);
+                if step > 0 || !shared.zero_start {
+                    lstm_kernels::gemm_panels(b, hfull, h, &self.wr, sel, z, w, None);
+                }
                 let mut next = shared.h[k][1 - cur]
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
@@ -225,6 +228,8 @@ struct Shared<F> {
     /// Per thread, its slice of `c` (locked by its thread for the whole run).
     c: Vec<Mutex<Vec<F>>>,
     barrier: SpinBarrier,
+    /// Whether the initial `h` is all zero (the first step then skips the recurrent product).
+    zero_start: bool,
 }
 
 /// A barrier for threads that meet every few hundred microseconds: waiting threads spin (then
