@@ -122,11 +122,14 @@ fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
     // Weights past L2: whatever the batch.
     assert_eq!(cell.unit_split_threads(2, 1000), 2);
     let t = 9;
-    // The last case starts from `h = 0`, where every path skips the first recurrent product.
+    // The third case starts from `h = 0`, where every path skips the first recurrent product;
+    // the last has several chunks of steps (each slice's input projection is redone per chunk)
+    // and more batch rows than the others.
     for (b, layout, direction, zero_h0) in [
         (1, Layout::TimeMajor, Direction::Forward, false),
         (5, Layout::BatchFirst, Direction::Reverse, false),
         (5, Layout::TimeMajor, Direction::Forward, true),
+        (40, Layout::TimeMajor, Direction::Reverse, false),
     ] {
         let shape = match layout {
             Layout::TimeMajor => (t, b, i),

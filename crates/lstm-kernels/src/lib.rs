@@ -72,6 +72,8 @@ mod sealed {
         pub ldc: usize,
         pub init: Option<&'a [T]>,
         pub panels: Panels,
+        /// `a` holds the rows as [`crate::pack_rows`] left them at this level (`lda` is `K`).
+        pub packed: bool,
     }
 
     /// One row of the gate pass, checked by [`crate::lstm_gates`].
@@ -104,6 +106,19 @@ pub trait Element:
     #[doc(hidden)]
     fn gemm_at(level: Level, p: GemmArgs<'_, Self>, _: Checked);
 
+    /// Packs rows of A for the product at the given level (reachable only through
+    /// [`pack_rows`]); `dst` holds `m * k` values.
+    #[doc(hidden)]
+    fn pack_at(
+        level: Level,
+        m: usize,
+        k: usize,
+        a: &[Self],
+        lda: usize,
+        dst: &mut [Self],
+        _: Checked,
+    );
+
     /// The gate pass at the given level (reachable only through [`lstm_gates`]).
     #[doc(hidden)]
     fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool;
@@ -133,6 +148,22 @@ impl Element for f32 {
         }
     }
 
+    fn pack_at(
+        level: Level,
+        m: usize,
+        k: usize,
+        a: &[Self],
+        lda: usize,
+        dst: &mut [Self],
+        _: Checked,
+    ) {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => x86::pack_rows_f32_avx512(m, k, a, lda, dst),
+            _ => portable::pack_rows(m, k, a, lda, dst),
+        }
+    }
+
     fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool {
         match level {
             #[cfg(target_arch = "x86_64")]
@@ -149,6 +180,10 @@ impl Element for f64 {
             Level::Avx512 | Level::Avx2 => x86::gemm_avx2(p),
             _ => portable::gemm(p),
         }
+    }
+
+    fn pack_at(_: Level, m: usize, k: usize, a: &[Self], lda: usize, dst: &mut [Self], _: Checked) {
+        portable::pack_rows(m, k, a, lda, dst);
     }
 
     fn gates_at(_: Level, _: GateRow<'_, Self>, _: Checked) -> bool {
@@ -226,6 +261,105 @@ pub fn gemm_panels<T: Element>(
             ldc,
             init,
             panels: sel,
+            packed: false,
+        },
+        Checked(()),
+    );
+}
+
+/// The rows of an `A [m, K]` packed once by [`pack_rows`] for several products over different
+/// panels of `B` ([`gemm_rows`]): a thread that computes a step's columns in several slices
+/// packs its rows once instead of once per slice.
+///
+/// The layout is the one the kernels of the level in use at packing time read; the products
+/// run at that level.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedRows<'a, T> {
+    m: usize,
+    k: usize,
+    level: Level,
+    data: &'a [T],
+}
+
+impl<T> PackedRows<'_, T> {
+    /// `m`, the rows packed.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// `K`, the values per row.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+}
+
+/// Packs `m` rows of `k` values of `a` (row stride `lda`) into `buf`, which needs room for
+/// `m * k` values, for [`gemm_rows`]. Allocates nothing.
+///
+/// # Panics
+/// When `a` or `buf` is too short for the shapes or `lda < k`.
+pub fn pack_rows<'a, T: Element>(
+    m: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    buf: &'a mut [T],
+) -> PackedRows<'a, T> {
+    let level = level();
+    assert!(buf.len() >= m * k, "packing buffer too short");
+    if m > 0 && k > 0 {
+        assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
+        T::pack_at(level, m, k, a, lda, &mut buf[..m * k], Checked(()));
+    }
+    PackedRows {
+        m,
+        k,
+        level,
+        data: &buf[..m * k],
+    }
+}
+
+/// [`gemm_panels`] with rows of `A` packed beforehand by [`pack_rows`]: the same values, bit
+/// for bit, without packing `A` again.
+///
+/// # Panics
+/// When `a`'s `K` is not `B`'s, the selection reaches past `B`'s panels, or `c` or `init` is
+/// too short for the shapes.
+pub fn gemm_rows<T: Element>(
+    a: &PackedRows<'_, T>,
+    b: &Packed<T>,
+    sel: Panels,
+    c: &mut [T],
+    ldc: usize,
+    init: Option<&[T]>,
+) {
+    let (m, k, np) = (a.m, b.rows(), sel.width());
+    assert_eq!(a.k, k, "packed rows of the wrong length");
+    if k == 0 {
+        // Nothing was packed: the rows are empty whatever their stride.
+        return gemm_panels(m, &[], 0, b, sel, c, ldc, init);
+    }
+    assert!(
+        sel.end() * NR <= b.padded_cols(),
+        "panel selection past the matrix"
+    );
+    if m == 0 || np == 0 {
+        return;
+    }
+    assert!(ldc >= np && c.len() >= (m - 1) * ldc + np, "C too short");
+    assert!(init.is_none_or(|i| i.len() >= np), "init too short");
+    T::gemm_at(
+        a.level,
+        GemmArgs {
+            m,
+            a: a.data,
+            lda: k,
+            b,
+            c,
+            ldc,
+            init,
+            panels: sel,
+            packed: true,
         },
         Checked(()),
     );

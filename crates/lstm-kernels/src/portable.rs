@@ -15,6 +15,7 @@ pub(crate) fn gemm<T: Element>(p: GemmArgs<'_, T>) {
         ldc,
         init,
         panels,
+        packed: _,
     } = p;
     let k = b.rows();
     let data = b.data();
@@ -36,5 +37,13 @@ pub(crate) fn gemm<T: Element>(p: GemmArgs<'_, T>) {
             }
             crow.copy_from_slice(&acc);
         }
+    }
+}
+
+/// See [`crate::pack_rows`]: the portable products read `A` row-major, so packed rows are the
+/// rows side by side (`lda = K`).
+pub(crate) fn pack_rows<T: Element>(m: usize, k: usize, a: &[T], lda: usize, dst: &mut [T]) {
+    for (r, d) in dst.chunks_exact_mut(k).take(m).enumerate() {
+        d.copy_from_slice(&a[r * lda..r * lda + k]);
     }
 }

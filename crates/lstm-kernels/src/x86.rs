@@ -94,7 +94,8 @@ pub(crate) fn gemm_f32_avx512(p: GemmArgs<'_, f32>) {
 }
 
 /// # Safety
-/// AVX-512F present; `a` holds `m` rows of `K` at stride `lda`, `c` holds `m` rows of
+/// AVX-512F present; `a` holds `m` rows of `K` at stride `lda` (or, with `packed`, as
+/// [`pack_rows_f32_avx512`] left them), `c` holds `m` rows of
 /// `panels.width()` at stride `ldc`, `init` (if any) holds `panels.width()` values, and the
 /// selection stays inside the packed panels.
 #[target_feature(enable = "avx512f")]
@@ -108,6 +109,7 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
         ldc,
         init,
         panels: sel,
+        packed,
     } = p;
     let k = b.rows();
     let panels = sel.count();
@@ -134,54 +136,103 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
             }
             return;
         }
-        // Rows per block: the block of A (at most 1 MiB) stays in L2 while the panels stream by.
-        let mc_max = ((1usize << 18) / k).max(MR);
-        PACKED_A.with_borrow_mut(|buf| {
-            let mut m0 = 0;
-            while m0 < m {
-                let mc = (m - m0).min(mc_max);
-                let blocks = mc.div_ceil(MR);
-                let bounds = |blk: usize| m0 + mc * blk / blocks;
-                // Each tile's rows of A, k-major (`R` values per k), so the kernel broadcasts
-                // from one running pointer.
-                if buf.len() < mc * k {
-                    buf.resize(mc * k, 0.0);
-                }
+        let mc_max = block_rows(k);
+        let block = |m0: usize, packed: *const f32| {
+            let mc = (m - m0).min(mc_max);
+            let blocks = mc.div_ceil(MR);
+            let bounds = |blk: usize| m0 + mc * blk / blocks;
+            for (step, pi) in (0..panels).map(order).enumerate() {
+                // Every tile of the block passes over the whole panel (in L2 after the first
+                // tile); each tile of C is written once. The first tile also pulls the next
+                // panel towards L2, so the next panel's first tile does not wait on memory.
+                let panel = bp.add(sel.panel(pi) * k * NR);
+                let ini = init.map(|i| i.add(pi * NR));
                 for blk in 0..blocks {
                     let (lo, hi) = (bounds(blk), bounds(blk + 1));
-                    let dst = buf.as_mut_ptr().add((lo - m0) * k);
-                    let src = ap.add(lo * lda);
-                    by_rows!(hi - lo, pack(k, src, lda, dst));
+                    let next = (blk == 0 && step + 1 < panels)
+                        .then(|| bp.add(sel.panel(order(step + 1)) * k * NR));
+                    let t = Tile {
+                        k,
+                        a: packed.add((lo - m0) * k),
+                        b: panel,
+                        c: cp.add(lo * ldc + pi * NR),
+                        ldc,
+                        init: ini,
+                        next,
+                    };
+                    by_rows!(hi - lo, tile(t));
                 }
-                let packed = buf.as_ptr();
-                for (step, pi) in (0..panels).map(order).enumerate() {
-                    // Every tile of the block passes over the whole panel (in L2 after the first
-                    // tile); each tile of C is written once. The first tile also pulls the next
-                    // panel towards L2, so the next panel's first tile does not wait on memory.
-                    let panel = bp.add(sel.panel(pi) * k * NR);
-                    let ini = init.map(|i| i.add(pi * NR));
-                    for blk in 0..blocks {
-                        let (lo, hi) = (bounds(blk), bounds(blk + 1));
-                        let rows = hi - lo;
-                        let a0 = packed.add((lo - m0) * k);
-                        let c0 = cp.add(lo * ldc + pi * NR);
-                        let next = (blk == 0 && step + 1 < panels)
-                            .then(|| bp.add(sel.panel(order(step + 1)) * k * NR));
-                        let t = Tile {
-                            k,
-                            a: a0,
-                            b: panel,
-                            c: c0,
-                            ldc,
-                            init: ini,
-                            next,
-                        };
-                        by_rows!(rows, tile(t));
-                    }
-                }
-                m0 += mc;
+            }
+        };
+        if packed {
+            // `pack_rows_512` left block `m0` at `m0 * k`.
+            for m0 in (0..m).step_by(mc_max) {
+                block(m0, ap.add(m0 * k));
+            }
+            return;
+        }
+        PACKED_A.with_borrow_mut(|buf| {
+            if buf.len() < m.min(mc_max) * k {
+                buf.resize(m.min(mc_max) * k, 0.0);
+            }
+            for m0 in (0..m).step_by(mc_max) {
+                pack_block(m0, (m - m0).min(mc_max), k, ap, lda, buf.as_mut_ptr());
+                block(m0, buf.as_ptr());
             }
         });
+    }
+}
+
+/// Rows of A per block of the product: the block (at most 1 MiB) stays in L2 while the panels
+/// stream by.
+fn block_rows(k: usize) -> usize {
+    ((1usize << 18) / k.max(1)).max(MR)
+}
+
+/// Packs rows `m0..m0 + mc` of A (`k` values at stride `lda` from `a`) to `dst`, tile by tile
+/// (the tiles of [`gemm_512`]'s block), each tile's rows k-major so the kernel broadcasts from
+/// one running pointer.
+///
+/// # Safety
+/// AVX-512F present; `a` holds rows `m0..m0 + mc`; `dst` has room for `mc * k` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_block(m0: usize, mc: usize, k: usize, a: *const f32, lda: usize, dst: *mut f32) {
+    let blocks = mc.div_ceil(MR);
+    let bounds = |blk: usize| m0 + mc * blk / blocks;
+    for blk in 0..blocks {
+        let (lo, hi) = (bounds(blk), bounds(blk + 1));
+        // SAFETY: rows `lo..hi` lie inside the block; their packed values inside `dst`.
+        unsafe {
+            by_rows!(
+                hi - lo,
+                pack(k, a.add(lo * lda), lda, dst.add((lo - m0) * k))
+            )
+        };
+    }
+}
+
+/// See [`crate::pack_rows`]: every block of [`gemm_512`] packed as it would pack it, block
+/// `m0` at `m0 * k` (row-major copies where the CPU lacks AVX-512, as the portable product
+/// reads them).
+pub(crate) fn pack_rows_f32_avx512(m: usize, k: usize, a: &[f32], lda: usize, dst: &mut [f32]) {
+    if !has_avx512() {
+        return portable::pack_rows(m, k, a, lda, dst);
+    }
+    let mc_max = block_rows(k);
+    for m0 in (0..m).step_by(mc_max) {
+        // SAFETY: AVX-512F is present; `crate::pack_rows` checked `a` (m rows of `k` at
+        // stride `lda`) and `dst` (`m * k` values), and block `m0` takes `(m - m0).min(mc_max)`
+        // rows from `m0 * k`.
+        unsafe {
+            pack_block(
+                m0,
+                (m - m0).min(mc_max),
+                k,
+                a.as_ptr(),
+                lda,
+                dst.as_mut_ptr().add(m0 * k),
+            );
+        }
     }
 }
 
@@ -197,8 +248,11 @@ unsafe fn gemm_512(p: GemmArgs<'_, f32>) {
 #[inline]
 unsafe fn pack<const R: usize>(k: usize, src: *const f32, lda: usize, dst: *mut f32) {
     // SAFETY: within the ranges of the contract above: the gather reads, and the store writes,
-    // only the first `R` lanes.
+    // only the first `R` lanes; one row is its `k` values as they are.
     unsafe {
+        if R == 1 {
+            return std::ptr::copy_nonoverlapping(src, dst, k);
+        }
         match i32::try_from((R - 1) * lda) {
             Ok(_) => {
                 let mut offsets = [0i32; 16];

@@ -2,7 +2,9 @@
 //! height, the panel padding, `K = 0`, strides and both `init` forms.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
-use lstm_kernels::{Element, Level, NR, Packed, Panels, gemm, gemm_panels, set_max_level};
+use lstm_kernels::{
+    Element, Level, NR, Packed, Panels, gemm, gemm_panels, gemm_rows, pack_rows, set_max_level,
+};
 
 /// A small deterministic generator (no dependencies).
 fn values(n: usize, seed: u64) -> Vec<f64> {
@@ -210,4 +212,91 @@ fn selection_past_the_matrix_is_refused() {
         stride: 1,
     };
     gemm_panels(1, &[1.0, 1.0], 2, &p, sel, &mut c, 64, None);
+}
+
+/// Rows packed once ([`pack_rows`]) give every selection's product bit for bit as
+/// [`gemm_panels`] does, over shapes with one and several tiles and blocks, both `init` forms,
+/// and a packing buffer reused with stale values in it.
+fn check_packed_rows<T: Element + Into<f64>>(cast: fn(f64) -> T) {
+    let n = 6 * NR;
+    let sels = [
+        Panels {
+            first: 0,
+            len: 6,
+            runs: 1,
+            stride: 0,
+        },
+        Panels {
+            first: 1,
+            len: 1,
+            runs: 3,
+            stride: 2,
+        },
+        Panels {
+            first: 4,
+            len: 2,
+            runs: 1,
+            stride: 0,
+        },
+    ];
+    let mut buf = vec![cast(f64::NAN); 1];
+    for (m, k) in [
+        (1, 7),
+        (2, 1),
+        (5, 37),
+        (13, 64),
+        (29, 300),
+        (300, 1000),
+        (4, 0),
+        (0, 9),
+    ] {
+        let lda = k + 2;
+        let a: Vec<T> = values(m * lda, 7).into_iter().map(cast).collect();
+        let w: Vec<T> = values(k * n, 8).into_iter().map(cast).collect();
+        let packed = Packed::from_fn(k, n, |r, c| w[r * n + c]);
+        let bias: Vec<T> = values(n, 9).into_iter().map(cast).collect();
+        if buf.len() < m * k {
+            buf.resize(m * k, cast(f64::NAN));
+        }
+        let rows = pack_rows(m, k, &a, lda, &mut buf);
+        assert_eq!((rows.rows(), rows.cols()), (m, k));
+        for sel in sels {
+            let ldc = sel.width() + 3;
+            let c0: Vec<T> = values(m * ldc, 10).into_iter().map(cast).collect();
+            for init in [None, Some(&bias[..])] {
+                let mut want = c0.clone();
+                gemm_panels(m, &a, lda, &packed, sel, &mut want, ldc, init);
+                let mut got = c0.clone();
+                gemm_rows(&rows, &packed, sel, &mut got, ldc, init);
+                assert!(got == want, "m {m} k {k} {sel:?} init {}", init.is_some());
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_rows_match_the_unpacked_product() {
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_max_level(level);
+        check_packed_rows::<f32>(|v| v as f32);
+        check_packed_rows::<f64>(|v| v);
+    }
+    set_max_level(Level::Avx512);
+}
+
+#[test]
+#[should_panic(expected = "packed rows of the wrong length")]
+fn packed_rows_of_another_length_are_refused() {
+    let p = Packed::from_fn(3, 32, |_, _| 1.0f32);
+    let mut buf = [0.0f32; 4];
+    let rows = pack_rows(2, 2, &[1.0; 4], 2, &mut buf);
+    let mut c = vec![0.0f32; 64];
+    gemm_rows(&rows, &p, Panels::all(&p), &mut c, 32, None);
+}
+
+#[test]
+#[should_panic(expected = "packing buffer too short")]
+fn short_packing_buffer_is_refused() {
+    let mut buf = [0.0f32; 3];
+    pack_rows(2, 2, &[1.0; 4], 2, &mut buf);
 }

@@ -2,21 +2,30 @@
 //!
 //! Threads that split the batch each read all of the recurrent weights at every step. Once those
 //! weights are larger than a core's L2 cache, every thread streams all of them from L3 every step,
-//! however few batch rows it has. Splitting the units instead gives thread `k` of `n` the units
-//! `k H/n .. (k+1) H/n` of each gate: it reads only its columns of `W_x` and `W_r` (a `1/n` share
-//! of the weights), computes those units' gates for every batch row, and publishes its slice of
-//! `h_t`. The threads meet at a barrier once per step, where each gathers the whole `h_t` for the
-//! next product.
+//! however few batch rows it has. Splitting the units instead cuts each step into slices of the
+//! hidden units: a slice's work is its columns of `W_x` and `W_r` and its units' gates for every
+//! batch row, and it publishes its part of `h_t`. The threads meet at a barrier once per step,
+//! where each gathers the whole `h_t` for the next product.
 //!
-//! Each thread's products are a selection of the panels of the engine's packed weights
-//! ([`lstm_kernels::gemm_panels`]), so nothing is stored twice, and every column is summed in the
-//! same order as on one thread: the result is identical, bit for bit.
+//! The slices are shared out step by step. Thread `k` of `n` owns a run of them (`1/n` of the
+//! units) and takes them from the front; a thread done with its own takes the others' from the
+//! back. On a machine whose cores run at equal speed each thread does its own run, every step,
+//! with its weights and cell state in its own cache; when one core is slowed (by another
+//! program, or a hypervisor), the other takes over part of its run instead of waiting for it at
+//! the barrier. That needs a batch of [`BALANCE_MIN_ROWS`] rows or more; below it a step is so
+//! short that a slice taken by the other core costs more (its weights leave their cache) than
+//! the wait it saves, so each thread keeps its run as one slice.
+//!
+//! Each slice's products are a selection of the panels of the engine's packed weights
+//! ([`lstm_kernels::gemm_rows`]), so nothing is stored twice, and every column is summed in the
+//! same order as on one thread: the result is identical, bit for bit. Each thread packs the rows
+//! of `h` once per step (and of the inputs once per chunk of steps) for all the slices it takes.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use lstm_kernels::{NR, Panels};
-use ndarray::{ArrayView3, ArrayViewMut3, Axis, s};
+use ndarray::{ArrayView3, ArrayViewMut3, Axis};
 
 use super::{CHUNK, LstmEngine, Recurrence, chunk_copy_len, for_each_chunk, reading_order};
 use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
@@ -34,6 +43,14 @@ pub const UNIT_SPLIT_MAX_ROWS: usize = 4;
 /// Multiply-adds per thread and step below which the barrier of a unit split costs more than
 /// the split saves (a step of that size takes about a microsecond).
 pub const UNIT_SPLIT_MIN_STEP_WORK: usize = 1 << 16;
+
+/// Slices of the units per thread, at most: enough that a thread that falls behind leaves
+/// little of a step's time for the other to wait through (a slice, half of one on average).
+const SLICES_PER_THREAD: usize = 16;
+
+/// Batch rows from which the slices are shared out step by step; with fewer, each thread keeps
+/// its own run of the units (one slice), so its weights stay in its cache.
+const BALANCE_MIN_ROWS: usize = 16;
 
 impl<F: Scalar> LstmEngine<F> {
     /// How many of `threads` threads should split the units of a batch of `batch` rows: the
@@ -73,33 +90,70 @@ impl<F: Scalar> LstmEngine<F> {
         n: usize,
         ws: &mut Workspace<F>,
     ) -> Result<()> {
-        let (b, h) = (state.batch(), self.hidden);
-        let u = h / n;
-        // Thread `k`'s slice of `h` (double-buffered: step `t` reads buffer `t % 2` of every
-        // thread and writes buffer `(t + 1) % 2` of its own) and of `c`, each `[B, u]`.
-        let slices = |m: ndarray::ArrayView2<'_, F>, k: usize| -> Vec<F> {
-            m.slice(s![.., k * u..(k + 1) * u])
-                .iter()
-                .copied()
+        let (t, b, h) = (input.len_of(Axis(0)), state.batch(), self.hidden);
+        // The most slices, up to `SLICES_PER_THREAD` per thread, that cut `H` into whole panels
+        // and share out evenly (`n` always does: `unit_split_threads` checked it).
+        let panels = h / NR;
+        let per_thread = if b >= BALANCE_MIN_ROWS {
+            SLICES_PER_THREAD
+        } else {
+            1
+        };
+        let count = (n..=panels.min(per_thread * n))
+            .rev()
+            .find(|&s| panels.is_multiple_of(s) && s.is_multiple_of(n))
+            .unwrap_or(n);
+        let u = h / count;
+        // A chunk's pre-activations: about `CHUNK` values for each thread's share of the units.
+        let chunk = (CHUNK * n / (b * 4 * h).max(1)).clamp(1, t.max(1));
+        let part = |m: ndarray::ArrayView2<'_, F>, s: usize| -> Vec<F> {
+            m.rows()
+                .into_iter()
+                .flat_map(|row| row.into_iter().skip(s * u).take(u).copied())
                 .collect()
         };
+        let slices = (0..count)
+            .map(|s| {
+                let gates = |g: usize| s * u + g * h..(s + 1) * u + g * h;
+                Padded(Mutex::new(Slice {
+                    c: part(state.c(), s),
+                    pre: vec![F::zero(); chunk * b * 4 * u],
+                    bias: (0..4)
+                        .flat_map(|g| self.bias[gates(g)].iter().copied())
+                        .collect(),
+                    peep: match &self.peep {
+                        Some(p) => (0..3).flat_map(|g| p[gates(g)].iter().copied()).collect(),
+                        None => Vec::new(),
+                    },
+                    chunk: usize::MAX,
+                }))
+            })
+            .collect();
         let shared = Shared {
-            h: (0..n)
-                .map(|k| {
-                    [
-                        RwLock::new(slices(state.h(), k)),
+            slices,
+            h: (0..count)
+                .map(|s| {
+                    Padded([
+                        RwLock::new(part(state.h(), s)),
                         RwLock::new(vec![F::zero(); b * u]),
-                    ]
+                    ])
                 })
                 .collect(),
-            c: (0..n).map(|k| Mutex::new(slices(state.c(), k))).collect(),
+            claims: [0, 1].map(|_| (0..n).map(|_| Padded(AtomicU64::new(0))).collect()),
             barrier: SpinBarrier::new(n),
             zero_start: self.recurrent_input_is_zero(state),
+            chunk,
+            units: u,
+            steal: count > n,
         };
+        for (k, word) in shared.claims[0].iter().enumerate() {
+            word.store(shared.home(k, n), Ordering::Relaxed);
+        }
+        // Thread `k` writes the output rows `k B/n .. (k+1) B/n`.
         let mut outs = Vec::with_capacity(n);
         let mut rest = output;
-        for _ in 1..n {
-            let (head, tail) = rest.split_at(Axis(2), u);
+        for k in 1..n {
+            let (head, tail) = rest.split_at(Axis(1), k * b / n - (k - 1) * b / n);
             outs.push(head);
             rest = tail;
         }
@@ -121,19 +175,30 @@ impl<F: Scalar> LstmEngine<F> {
         if joined.iter().any(|ok| !ok) || shared.barrier.poisoned.load(Ordering::Acquire) {
             return Err(LstmError::invalid("worker thread", "panicked"));
         }
-        let last = input.len_of(Axis(0)) % 2;
         let (mut hv, mut cv) = state.parts_mut();
-        for k in 0..n {
-            let hk = shared.h[k][last]
+        for s in 0..count {
+            let hs = shared.h[s][t % 2]
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let ck = shared.c[k].lock().unwrap_or_else(PoisonError::into_inner);
+            let slice = shared.slices[s]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for row in 0..b {
-                let cols = s![row, k * u..(k + 1) * u];
-                for (d, &v) in hv.slice_mut(cols).iter_mut().zip(&hk[row * u..]) {
+                let units = s * u..(s + 1) * u;
+                for (d, &v) in hv
+                    .row_mut(row)
+                    .slice_mut(ndarray::s![units.clone()])
+                    .iter_mut()
+                    .zip(&hs[row * u..])
+                {
                     *d = v;
                 }
-                for (d, &v) in cv.slice_mut(cols).iter_mut().zip(&ck[row * u..]) {
+                for (d, &v) in cv
+                    .row_mut(row)
+                    .slice_mut(ndarray::s![units])
+                    .iter_mut()
+                    .zip(&slice.c[row * u..])
+                {
                     *d = v;
                 }
             }
@@ -141,9 +206,10 @@ impl<F: Scalar> LstmEngine<F> {
         Ok(())
     }
 
-    /// Thread `k` of `n` of [`Self::sequence_units`]: the input projection of its columns a
-    /// chunk of steps at a time, then per step its columns of the recurrent product, its units'
-    /// gates and its slice of `h_t`.
+    /// Thread `k` of `n` of [`Self::sequence_units`]: per step, the whole `h_{t-1}` gathered
+    /// and packed, then slices taken until none is left (for each, its columns of the input
+    /// projection at its first step of a chunk, its columns of the recurrent product, its
+    /// units' gates and its part of `h_t`), then the barrier; it writes its rows of the output.
     #[allow(clippy::too_many_arguments)]
     fn units_thread(
         &self,
@@ -156,80 +222,190 @@ impl<F: Scalar> LstmEngine<F> {
         ws: &mut Workspace<F>,
     ) {
         let _leave = Leave(&shared.barrier);
-        let (t, b, i) = input.dim();
-        let (h, u) = (self.hidden, self.hidden / n);
-        let w = 4 * u;
-        // Run `g` of the selection is gate `g`'s columns `g H + k u ..`: all four gates of this
-        // thread's units, side by side in `z` like a cell of `u` units.
-        let sel = Panels {
-            first: k * u / NR,
-            len: u / NR,
-            runs: 4,
-            stride: h / NR,
-        };
-        let chunk = (CHUNK / (b * w).max(1)).clamp(1, t.max(1));
-        let peep_len = if self.peep.is_some() { 3 * u } else { 0 };
+        let (_, b, i) = input.dim();
+        let (h, chunk) = (self.hidden, shared.chunk);
+        let (u, w) = (shared.units, 4 * shared.units);
+        let rows = k * b / n..(k + 1) * b / n;
         let copy_len = chunk_copy_len(input, chunk);
-        let ([pre, xbuf, hfull, bias, peep], _, _) =
-            ws.split_reused([chunk * b * w, copy_len, b * h, w, peep_len]);
-        for g in 0..4 {
-            bias[g * u..(g + 1) * u].copy_from_slice(&self.bias[g * h + k * u..][..u]);
-        }
-        if let Some(p) = &self.peep {
-            for g in 0..3 {
-                peep[g * u..(g + 1) * u].copy_from_slice(&p[g * h + k * u..][..u]);
-            }
-        }
-        let opts = self.gate_options(self.peep.as_ref().map(|_| &*peep));
-        let mut c = shared.c[k].lock().unwrap_or_else(PoisonError::into_inner);
+        let ([xbuf, xpack, hfull, hpack], _, _) =
+            ws.split_reused([copy_len, chunk * b * i, b * h, b * h]);
         let mut step = 0;
+        let mut chunks = 0;
+        let mut last = None;
         for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
-            let rows = steps.len() * b;
-            lstm_kernels::gemm_panels(rows, xs, i, &self.wx, sel, pre, w, Some(bias));
+            let x = lstm_kernels::pack_rows(steps.len() * b, i, xs, i, xpack);
             for tt in reading_order(direction, steps.clone()) {
                 let cur = step % 2;
-                for (q, slot) in shared.h.iter().enumerate() {
-                    let hq = slot[cur].read().unwrap_or_else(PoisonError::into_inner);
-                    for row in 0..b {
-                        hfull[row * h + q * u..][..u].copy_from_slice(&hq[row * u..][..u]);
-                    }
-                }
-                let z = &mut pre[(tt - steps.start) * b * w..][..b * w];
-                if step > 0 || !shared.zero_start {
-                    lstm_kernels::gemm_panels(b, hfull, h, &self.wr, sel, z, w, None);
-                }
-                let mut next = shared.h[k][1 - cur]
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for row in 0..b {
-                    self.gate_row(
-                        &opts,
-                        &mut z[row * w..][..w],
-                        &mut c[row * u..][..u],
-                        &mut next[row * u..][..u],
+                // Nobody takes from the other parity's claims until after the barrier.
+                shared.claims[1 - cur][k].store(shared.home(k, n), Ordering::Release);
+                shared.gather(cur, hfull);
+                if let Some(prev) = last {
+                    crate::write_rows(
+                        out.index_axis_mut(Axis(0), prev),
+                        &hfull[rows.start * h..rows.end * h],
                     );
                 }
-                crate::write_rows(out.index_axis_mut(Axis(0), tt), &next);
-                drop(next);
+                let hp = (step > 0 || !shared.zero_start)
+                    .then(|| lstm_kernels::pack_rows(b, h, hfull, h, hpack));
+                while let Some(s) = shared.claim(k, cur) {
+                    let mut slice = shared.slices[s]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let Slice {
+                        c,
+                        pre,
+                        bias,
+                        peep,
+                        chunk: done,
+                    } = &mut *slice;
+                    // Slice `s` is run `g` of the selection for gate `g`: all four gates of its
+                    // units, side by side in `z` like a cell of `u` units.
+                    let sel = Panels {
+                        first: s * u / NR,
+                        len: u / NR,
+                        runs: 4,
+                        stride: h / NR,
+                    };
+                    if *done != chunks {
+                        lstm_kernels::gemm_rows(&x, &self.wx, sel, pre, w, Some(bias));
+                        *done = chunks;
+                    }
+                    let z = &mut pre[(tt - steps.start) * b * w..][..b * w];
+                    if let Some(hp) = &hp {
+                        lstm_kernels::gemm_rows(hp, &self.wr, sel, z, w, None);
+                    }
+                    let opts = self.gate_options(self.peep.as_ref().map(|_| &**peep));
+                    let mut next = shared.h[s][1 - cur]
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    for row in 0..b {
+                        self.gate_row(
+                            &opts,
+                            &mut z[row * w..][..w],
+                            &mut c[row * u..][..u],
+                            &mut next[row * u..][..u],
+                        );
+                    }
+                }
+                last = Some(tt);
                 step += 1;
                 if !shared.barrier.wait() {
                     return false;
                 }
             }
+            chunks += 1;
             true
         });
+        if let Some(prev) = last.filter(|_| !shared.barrier.poisoned.load(Ordering::Acquire)) {
+            shared.gather(step % 2, hfull);
+            crate::write_rows(
+                out.index_axis_mut(Axis(0), prev),
+                &hfull[rows.start * h..rows.end * h],
+            );
+        }
     }
 }
 
 /// What the threads of [`LstmEngine::sequence_units`] share.
 struct Shared<F> {
-    /// Per thread, its slice of `h` in two buffers.
-    h: Vec<[RwLock<Vec<F>>; 2]>,
-    /// Per thread, its slice of `c` (locked by its thread for the whole run).
-    c: Vec<Mutex<Vec<F>>>,
+    /// The slices' state, each locked by the thread that took it for the step.
+    slices: Vec<Padded<Mutex<Slice<F>>>>,
+    /// Per slice, its part of `h` (`[B, u]`) in two buffers: step `t` reads buffer `t % 2` of
+    /// every slice and writes buffer `(t + 1) % 2`.
+    h: Vec<Padded<[RwLock<Vec<F>>; 2]>>,
+    /// Per step parity, per thread, the slices of its run not yet taken ([`Claims`]).
+    claims: [Vec<Padded<AtomicU64>>; 2],
     barrier: SpinBarrier,
     /// Whether the initial `h` is all zero (the first step then skips the recurrent product).
     zero_start: bool,
+    /// Steps per chunk of the input projection.
+    chunk: usize,
+    /// Units per slice.
+    units: usize,
+    /// Whether a thread done with its own run takes from the others'.
+    steal: bool,
+}
+
+/// A value alone on its cache lines (two, for the adjacent-line prefetcher), so that threads
+/// writing neighbouring values do not take the line from each other.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// One slice of `u` units.
+struct Slice<F> {
+    /// Its part of `c`, `[B, u]`.
+    c: Vec<F>,
+    /// Its pre-activations for the current chunk, `[chunk * B, 4u]`, gates side by side.
+    pre: Vec<F>,
+    /// Its bias, `4u`, and peephole weights, `3u` (or none).
+    bias: Vec<F>,
+    peep: Vec<F>,
+    /// The chunk whose input projection `pre` holds.
+    chunk: usize,
+}
+
+impl<F: Scalar> Shared<F> {
+    /// Copies buffer `parity` of every slice's `h` into `hfull [B, H]`.
+    fn gather(&self, parity: usize, hfull: &mut [F]) {
+        let (u, h) = (self.units, self.units * self.h.len());
+        for (s, bufs) in self.h.iter().enumerate() {
+            let part = bufs[parity].read().unwrap_or_else(PoisonError::into_inner);
+            for (dst, src) in hfull.chunks_exact_mut(h).zip(part.chunks_exact(u)) {
+                dst[s * u..(s + 1) * u].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// Thread `k`'s own run of slices, of `n` threads.
+    fn home(&self, k: usize, n: usize) -> u64 {
+        let count = self.slices.len();
+        Claims::range(k * count / n..(k + 1) * count / n)
+    }
+
+    /// A slice for thread `k` at the step of parity `parity`: the next of its own run, else the
+    /// last left of another's; `None` when every slice of the step is taken.
+    fn claim(&self, k: usize, parity: usize) -> Option<usize> {
+        let words = &self.claims[parity];
+        let n = if self.steal { words.len() } else { 1 };
+        (0..n).find_map(|j| Claims::take(&words[(k + j) % words.len()], j > 0))
+    }
+}
+
+/// A run of slices not yet taken, `lo..hi`, as one atomic word: `lo` in the low half, `hi` in
+/// the high half. The owner takes from the front, the others from the back.
+struct Claims;
+
+impl Claims {
+    fn range(r: std::ops::Range<usize>) -> u64 {
+        r.start as u64 | (r.end as u64) << 32
+    }
+
+    fn take(word: &AtomicU64, back: bool) -> Option<usize> {
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            let (lo, hi) = (cur & 0xffff_ffff, cur >> 32);
+            if lo >= hi {
+                return None;
+            }
+            let (next, got) = if back {
+                (lo | (hi - 1) << 32, hi - 1)
+            } else {
+                (cur + 1, lo)
+            };
+            match word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(got as usize),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
 }
 
 /// A barrier for threads that meet every few hundred microseconds: waiting threads spin (then
