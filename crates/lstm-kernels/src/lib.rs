@@ -230,27 +230,7 @@ pub fn gemm_panels<T: Element>(
     ldc: usize,
     init: Option<&[T]>,
 ) {
-    let (k, np) = (b.rows(), sel.width());
-    assert!(
-        sel.end() * NR <= b.padded_cols(),
-        "panel selection past the matrix"
-    );
-    if m == 0 || np == 0 {
-        return;
-    }
-    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
-    assert!(ldc >= np && c.len() >= (m - 1) * ldc + np, "C too short");
-    assert!(init.is_none_or(|i| i.len() >= np), "init too short");
-    if k == 0 {
-        // An empty product: only `init` applies.
-        if let Some(i) = init {
-            for r in 0..m {
-                c[r * ldc..r * ldc + np].copy_from_slice(&i[..np]);
-            }
-        }
-        return;
-    }
-    T::gemm_at(
+    checked_product(
         level(),
         GemmArgs {
             m,
@@ -263,8 +243,43 @@ pub fn gemm_panels<T: Element>(
             panels: sel,
             packed: false,
         },
-        Checked(()),
     );
+}
+
+/// Checks a product's slices against its shapes, then runs it at `level` (or, with `K = 0`,
+/// applies only `init`). The one place [`Checked`] is made for a product.
+fn checked_product<T: Element>(level: Level, p: GemmArgs<'_, T>) {
+    let GemmArgs {
+        m,
+        a,
+        lda,
+        b,
+        ldc,
+        init,
+        panels: sel,
+        ..
+    } = p;
+    let (k, np) = (b.rows(), sel.width());
+    assert!(
+        sel.end() * NR <= b.padded_cols(),
+        "panel selection past the matrix"
+    );
+    if m == 0 || np == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(ldc >= np && p.c.len() >= (m - 1) * ldc + np, "C too short");
+    assert!(init.is_none_or(|i| i.len() >= np), "init too short");
+    if k == 0 {
+        // An empty product: only `init` applies.
+        if let Some(i) = init {
+            for r in 0..m {
+                p.c[r * ldc..r * ldc + np].copy_from_slice(&i[..np]);
+            }
+        }
+        return;
+    }
+    T::gemm_at(level, p, Checked(()));
 }
 
 /// The rows of an `A [m, K]` packed once by [`pack_rows`] for several products over different
@@ -333,27 +348,15 @@ pub fn gemm_rows<T: Element>(
     ldc: usize,
     init: Option<&[T]>,
 ) {
-    let (m, k, np) = (a.m, b.rows(), sel.width());
-    assert_eq!(a.k, k, "packed rows of the wrong length");
-    if k == 0 {
-        // Nothing was packed: the rows are empty whatever their stride.
-        return gemm_panels(m, &[], 0, b, sel, c, ldc, init);
-    }
-    assert!(
-        sel.end() * NR <= b.padded_cols(),
-        "panel selection past the matrix"
-    );
-    if m == 0 || np == 0 {
-        return;
-    }
-    assert!(ldc >= np && c.len() >= (m - 1) * ldc + np, "C too short");
-    assert!(init.is_none_or(|i| i.len() >= np), "init too short");
-    T::gemm_at(
+    assert_eq!(a.k, b.rows(), "packed rows of the wrong length");
+    // The packed rows are `m` rows of `K` side by side (none when `K = 0`), as `pack_rows`
+    // checked; `packed` tells the kernels of `a.level` they are in their own layout.
+    checked_product(
         a.level,
         GemmArgs {
-            m,
+            m: a.m,
             a: a.data,
-            lda: k,
+            lda: a.k,
             b,
             c,
             ldc,
@@ -361,7 +364,6 @@ pub fn gemm_rows<T: Element>(
             panels: sel,
             packed: true,
         },
-        Checked(()),
     );
 }
 

@@ -81,14 +81,21 @@ fn check<T: Element + Into<f64>>(cast: fn(f64) -> T, tol: f64) {
     }
 }
 
-#[test]
-fn every_level_matches_the_plain_product() {
+/// Runs `f` with the kernels capped at each level in turn, then lifts the cap.
+fn at_every_level(f: impl Fn()) {
     for level in [Level::Portable, Level::Avx2, Level::Avx512] {
         set_max_level(level);
-        check::<f32>(|v| v as f32, 1e-6);
-        check::<f64>(|v| v, 1e-14);
+        f();
     }
     set_max_level(Level::Avx512);
+}
+
+#[test]
+fn every_level_matches_the_plain_product() {
+    at_every_level(|| {
+        check::<f32>(|v| v as f32, 1e-6);
+        check::<f64>(|v| v, 1e-14);
+    });
 }
 
 #[test]
@@ -192,12 +199,10 @@ fn check_panels<T: Element + Into<f64>>(cast: fn(f64) -> T) {
 
 #[test]
 fn panel_selections_match_the_full_product() {
-    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
-        set_max_level(level);
+    at_every_level(|| {
         check_panels::<f32>(|v| v as f32);
         check_panels::<f64>(|v| v);
-    }
-    set_max_level(Level::Avx512);
+    });
 }
 
 #[test]
@@ -276,12 +281,10 @@ fn check_packed_rows<T: Element + Into<f64>>(cast: fn(f64) -> T) {
 
 #[test]
 fn packed_rows_match_the_unpacked_product() {
-    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
-        set_max_level(level);
+    at_every_level(|| {
         check_packed_rows::<f32>(|v| v as f32);
         check_packed_rows::<f64>(|v| v);
-    }
-    set_max_level(Level::Avx512);
+    });
 }
 
 #[test]
