@@ -118,6 +118,58 @@ fn packed_layout_round_trips() {
     }
 }
 
+/// Large packed data starts on a 2 MiB boundary and, where the kernel has transparent huge
+/// pages, its mapping carries the huge-page advice (`hg` in `/proc/self/smaps`); small data
+/// starts on a cache line. Values and clones are unaffected.
+#[test]
+fn large_packed_data_is_aligned_for_huge_pages() {
+    let small = Packed::from_fn(16, 64, |k, n| (k + n) as f32);
+    assert_eq!(small.data().as_ptr() as usize % 64, 0);
+    // 1024 x 1120 f32 is 4.4 MiB.
+    let (rows, cols) = (1024, 1100);
+    let big = Packed::from_fn(rows, cols, |k, n| (k * cols + n) as f32);
+    for p in [&big, &big.clone()] {
+        assert_eq!(
+            (p.get(0, 0), p.get(rows - 1, cols - 1)),
+            (0.0, (rows * cols - 1) as f32)
+        );
+        assert_eq!(p.data(), big.data());
+        let at = p.data().as_ptr() as usize;
+        if cfg!(target_os = "linux") {
+            assert_eq!(at % (2 << 20), 0);
+            if std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+                assert!(
+                    mapping_flags(at).split_whitespace().any(|f| f == "hg"),
+                    "no huge-page advice at {at:#x}"
+                );
+            }
+        } else {
+            assert_eq!(at % 64, 0);
+        }
+    }
+}
+
+/// The `VmFlags` of the mapping holding address `at`, from `/proc/self/smaps`.
+fn mapping_flags(at: usize) -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        // A mapping's header starts with its range, `lo-hi` in hex; its fields with `Name:`.
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'));
+        if let Some((Ok(lo), Ok(hi))) =
+            range.map(|(lo, hi)| (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)))
+        {
+            inside = (lo..hi).contains(&at);
+        } else if let Some(flags) = line.strip_prefix("VmFlags:").filter(|_| inside) {
+            return flags.to_string();
+        }
+    }
+    panic!("no mapping holds {at:#x}");
+}
+
 #[test]
 #[should_panic(expected = "C too short")]
 fn short_output_is_refused() {
