@@ -123,7 +123,8 @@ fn aligned_offset<T>(buf: &[T], len: usize) -> usize {
 }
 
 /// A zeroed buffer for `len` values and the offset at which they are aligned. The slack in
-/// front of the values is never written, so with the system allocator it takes no memory.
+/// front of the values is never written: where the allocator hands out fresh pages (large
+/// allocations, usually), it takes no memory.
 fn storage<T: Clone + Default>(len: usize) -> (Vec<T>, usize) {
     let buf = vec![T::default(); len + alignment::<T>(len) / size_of::<T>().max(1)];
     let offset = aligned_offset(&buf, len);
@@ -135,7 +136,8 @@ fn storage<T: Clone + Default>(len: usize) -> (Vec<T>, usize) {
 /// to back it with transparent huge pages as it is first written. Streaming batch-large's
 /// 16 MiB of recurrent weights every step then needs 8 address translations instead of 4096,
 /// which measured 2.5% faster end to end on one thread (`docs/benchmarks.md`). Only advice:
-/// where the kernel has them switched off, the data stays on ordinary pages.
+/// where the kernel has them switched off, the data stays on ordinary pages, and memory the
+/// allocator had handed out before moves to huge pages later, by the kernel's background scan.
 #[cfg(target_os = "linux")]
 fn advise_huge_pages<T>(data: &[T]) {
     if alignment::<T>(data.len()) < HUGE_PAGE {
