@@ -33,7 +33,7 @@ fn batch_split_matches_one_thread() {
     let mut rng = SplitMix64::new(7);
     let stack = LstmStack::<f32>::random(32, 64, 1, 1, &mut rng).unwrap();
     let cell = &stack.layers()[0][0];
-    let (t, b) = (40, 9);
+    let (t, b) = (100, 9);
     assert!(unroll::sequence_work(cell, t, b) >= 3 * MIN_PARALLEL_WORK);
     let x: Array3<f32> = rng.uniform_array((t, b, 32), 1.0);
     let opts = SeqOptions::default();
@@ -79,7 +79,9 @@ fn batch_split_matches_one_thread() {
 fn parallel_directions_match_one_thread() {
     let mut rng = SplitMix64::new(8);
     let stack = LstmStack::<f32>::random(16, 64, 2, 2, &mut rng).unwrap();
-    let x: Array3<f32> = rng.uniform_array((50, 4, 16), 1.0);
+    let x: Array3<f32> = rng.uniform_array((100, 4, 16), 1.0);
+    // Enough work per direction, in the first layer too, that the directions run at once.
+    assert!(unroll::sequence_work(&stack.layers()[0][0], 100, 4) >= MIN_PARALLEL_WORK);
     let run = |threads| {
         let opts = StackOptions {
             threads,
@@ -121,7 +123,7 @@ fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
     assert_eq!(cell.unit_split_threads(4, 5), 4);
     // Weights past L2: whatever the batch.
     assert_eq!(cell.unit_split_threads(2, 1000), 2);
-    let t = 9;
+    let t = 20;
     // The third case starts from `h = 0`, where every path skips the first recurrent product;
     // the last has several chunks of steps (each slice's input projection is redone per chunk)
     // and more batch rows than the others.
@@ -182,7 +184,10 @@ fn unit_split_matches_one_thread_f64() {
 
 #[test]
 fn unit_split_is_chosen_where_it_pays_and_applies() {
-    use lstm_core::{EngineSpec, LstmEngine, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK};
+    use lstm_core::{
+        EngineSpec, LstmEngine, UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS,
+        UNIT_SPLIT_MIN_STEP_WORK,
+    };
     let mut rng = SplitMix64::new(10);
     // batch-mid's 1 MiB of weights fit in L2: the batch split serves a batch of 32, but with
     // at most `UNIT_SPLIT_MAX_ROWS` rows per thread the units are split.
@@ -192,6 +197,12 @@ fn unit_split_is_chosen_where_it_pays_and_applies() {
     assert_eq!(mid.unit_split_threads(2, 2 * UNIT_SPLIT_MAX_ROWS + 1), 0);
     assert_eq!(mid.unit_split_threads(2, 2 * UNIT_SPLIT_MAX_ROWS), 2);
     assert_eq!(mid.unit_split_threads(2, 1), 2);
+    // 256 KiB of weights: reading them on both threads costs less than the barrier, so even a
+    // few rows per thread are split by the batch, though each thread's step is large enough.
+    let light = LstmStack::<f32>::random(64, 128, 1, 1, &mut rng).unwrap();
+    const { assert!(4 * 128 * 128 * 4 < UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS) };
+    const { assert!(8 * 4 * 128 * (64 + 128) / 2 >= UNIT_SPLIT_MIN_STEP_WORK) };
+    assert_eq!(light.layers()[0][0].unit_split_threads(2, 8), 0);
     // A step too small to pay for the barrier (seq-small's shape).
     let small = LstmStack::<f32>::random(32, 64, 1, 1, &mut rng).unwrap();
     const { assert!(4 * 64 * (32 + 64) / 2 < UNIT_SPLIT_MIN_STEP_WORK) };

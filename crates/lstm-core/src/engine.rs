@@ -32,7 +32,10 @@ use crate::{
 };
 
 mod units;
-pub use units::{UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS};
+pub use units::{
+    UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK,
+    UNIT_SPLIT_MIN_WEIGHTS,
+};
 
 /// The state the gates read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,8 +18,9 @@ pub mod dev;
 
 pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
 pub use engine::{
-    EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence, UNIT_SPLIT_MAX_ROWS,
-    UNIT_SPLIT_MIN_STEP_WORK, UNIT_SPLIT_MIN_WEIGHTS,
+    EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence,
+    UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK,
+    UNIT_SPLIT_MIN_WEIGHTS,
 };
 pub use error::{LstmError, Result, check_shape, fmt_shape};
 pub use gates::{Activation, Gate, cell_update, sigmoid, tanh};

@@ -196,9 +196,11 @@ pub fn drive<F: Scalar>(
 }
 
 /// Multiply-adds of work below which a second thread costs more than it saves: spawning and
-/// joining a scoped thread takes tens of microseconds, the time of about two million
-/// multiply-adds on one core.
-pub const MIN_PARALLEL_WORK: usize = 2_000_000;
+/// joining a scoped thread, and waking the other core, took 50-100 us on the machines this was
+/// measured on. On 2 threads a bidirectional layer with 2.5 million multiply-adds per
+/// direction (seq-small's shape) took 1.21x the one-thread time, and a batch split with 4.9
+/// million per thread 1.08-1.12x; with 9.8 million per thread it took 0.75-0.90x.
+pub const MIN_PARALLEL_WORK: usize = 5_000_000;
 
 /// The threads worth using for `rows` independent rows of work of `work` multiply-adds in all:
 /// at most `threads` and `rows`, and only as many as get [`MIN_PARALLEL_WORK`] each (at least

@@ -35,10 +35,17 @@ use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
 /// weights is what it would otherwise stream from L3 at every step.
 pub const UNIT_SPLIT_MIN_WEIGHTS: usize = 4 << 20;
 
-/// Batch rows per thread up to which splitting the units pays even when the weights fit in L2:
-/// a thread with this few rows of a batch split spends its step reading all the weights for
-/// them.
+/// Batch rows per thread up to which splitting the units pays even when the weights fit in L2
+/// (if they reach [`UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS`]): a thread with this few rows of a batch
+/// split spends its step reading all the weights for them.
 pub const UNIT_SPLIT_MAX_ROWS: usize = 4;
+
+/// Bytes of recurrent weights below which the batch split serves even a few rows per thread
+/// better than the unit split: reading small weights twice costs less than the barrier. On
+/// 100 steps with 2 threads, 8 rows took 0.75x the one-thread time split by the batch against
+/// 1.02x split by the units for `H = 128` (256 KiB), and 0.71x against 0.62x for `H = 256`
+/// (1 MiB).
+pub const UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS: usize = 512 << 10;
 
 /// Multiply-adds per thread and step below which the barrier of a unit split costs more than
 /// the split saves (a step of that size takes about a microsecond).
@@ -60,18 +67,21 @@ impl<F: Scalar> LstmEngine<F> {
     /// It applies without a projection and with the hidden-state recurrence, and pays where
     /// each thread's step is at least [`UNIT_SPLIT_MIN_STEP_WORK`] multiply-adds and either the
     /// recurrent weights reach [`UNIT_SPLIT_MIN_WEIGHTS`] or a batch split would leave each
-    /// thread at most [`UNIT_SPLIT_MAX_ROWS`] rows.
+    /// thread at most [`UNIT_SPLIT_MAX_ROWS`] rows and the weights reach
+    /// [`UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS`].
     pub fn unit_split_threads(&self, threads: usize, batch: usize) -> usize {
         let (h, p) = (self.hidden, self.output);
         if self.proj.is_some() || self.recurrence != Recurrence::Hidden {
             return 0;
         }
-        let big = 4 * h * p * size_of::<F>() >= UNIT_SPLIT_MIN_WEIGHTS;
+        let weights = 4 * h * p * size_of::<F>();
+        let big = weights >= UNIT_SPLIT_MIN_WEIGHTS;
+        let few_rows_pay = weights >= UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS;
         let step_work = batch.saturating_mul(4 * h * (self.input + p));
         (2..=threads)
             .rev()
             .filter(|&n| h.is_multiple_of(n * NR) && step_work / n >= UNIT_SPLIT_MIN_STEP_WORK)
-            .find(|&n| big || batch <= UNIT_SPLIT_MAX_ROWS * n)
+            .find(|&n| big || (few_rows_pay && batch <= UNIT_SPLIT_MAX_ROWS * n))
             .unwrap_or(0)
     }
 
