@@ -59,7 +59,7 @@ impl<T: Element> Packed<T> {
 
     /// The packed values, panel after panel.
     pub fn data(&self) -> &[T] {
-        &self.buf[self.offset..self.offset + self.rows * self.padded_cols()]
+        &self.buf[self.offset..self.offset + self.len()]
     }
 
     /// Element `(k, n)`.
@@ -72,10 +72,17 @@ impl<T: Element> Packed<T> {
     }
 }
 
+impl<T> Packed<T> {
+    /// The packed values with the padding columns: `K` times `N` rounded up to whole panels.
+    fn len(&self) -> usize {
+        self.rows * self.cols.div_ceil(NR) * NR
+    }
+}
+
 impl<T: Clone> Clone for Packed<T> {
     /// Copies the values and moves them to the alignment of the new allocation.
     fn clone(&self) -> Self {
-        let len = self.rows * self.cols.div_ceil(NR) * NR;
+        let len = self.len();
         let mut buf = self.buf.clone();
         let offset = aligned_offset(&buf, len);
         if offset > self.offset {
