@@ -28,50 +28,75 @@ fn small_work_stays_on_one_thread() {
     assert_eq!(useful_threads(0, 0, 0), 1);
 }
 
+/// The batch split: groups of rows claimed run by run. 30 rows make three groups, more than two
+/// threads, so claims move between threads and wait for their group's previous run. Every row
+/// keeps at least two rows' company, so the result is the one-thread result bit for bit, in
+/// every layout and direction, with lengths and a carried-in state.
 #[test]
 fn batch_split_matches_one_thread() {
     let mut rng = SplitMix64::new(7);
     let stack = LstmStack::<f32>::random(32, 64, 1, 1, &mut rng).unwrap();
     let cell = &stack.layers()[0][0];
-    let (t, b) = (100, 9);
+    let (t, b) = (100, 30);
     assert!(unroll::sequence_work(cell, t, b) >= 3 * MIN_PARALLEL_WORK);
-    let x: Array3<f32> = rng.uniform_array((t, b, 32), 1.0);
-    let opts = SeqOptions::default();
-    let mut results: Vec<(Array3<f32>, Array2<f32>, Array2<f32>)> = Vec::new();
-    for threads in [1, 2, 3] {
-        let mut out = Array3::zeros((t, b, 64));
-        let mut ws = Workspace::new();
-        let mut state = cell.zero_state(b);
-        // Twice: the second call reuses the per-thread workspaces.
-        for _ in 0..2 {
-            state = cell.zero_state(b);
-            unroll::unroll_into_threads(
-                cell,
-                x.view(),
-                &mut state,
-                out.view_mut(),
-                &opts,
-                threads,
-                &mut ws,
-            )
-            .unwrap();
-        }
-        results.push((out, state.h().to_owned(), state.c().to_owned()));
-    }
-    let (out1, h1, c1) = &results[0];
-    assert!(
-        out1.iter().all(|v| v.is_finite()) && max_diff(out1, &Array3::zeros(out1.dim())) > 0.01
+    assert!(b.div_ceil(unroll::GROUP_ROWS) > 2);
+    assert_eq!(
+        cell.unit_split_threads(2, b),
+        0,
+        "the batch split, not the unit split"
     );
-    for (out, h, c) in &results[1..] {
-        assert!(
-            max_diff(out1, out) < 1e-6,
-            "outputs differ by {}",
-            max_diff(out1, out)
-        );
-        assert!(
-            max_diff(h1, h) < 1e-6 && max_diff(c1, c) < 1e-6,
-            "final states differ"
-        );
+    let x: Array3<f32> = rng.uniform_array((t, b, 32), 1.0);
+    let xb = x.view().permuted_axes([1, 0, 2]).to_owned();
+    let h0: Array2<f32> = rng.uniform_array((b, 64), 0.5);
+    let c0: Array2<f32> = rng.uniform_array((b, 64), 0.5);
+    let lengths: Vec<usize> = (0..b).map(|r| [t, 0, 1, t / 3, t - 7][r % 5]).collect();
+    let variants = [
+        SeqOptions::default(),
+        SeqOptions::default().reverse(),
+        SeqOptions::default().lengths(&lengths),
+        SeqOptions::default()
+            .lengths(&lengths)
+            .reverse()
+            .batch_first(),
+    ];
+    for opts in &variants {
+        let batch_first = opts.layout == lstm_core::Layout::BatchFirst;
+        let input = if batch_first { xb.view() } else { x.view() };
+        let mut results: Vec<(Array3<f32>, Array2<f32>, Array2<f32>)> = Vec::new();
+        for threads in [1, 2, 3] {
+            // NaN where nothing is written: every position must be (zero where masked).
+            let (d0, d1, _) = input.dim();
+            let mut out = Array3::from_elem((d0, d1, 64), f32::NAN);
+            let mut ws = Workspace::new();
+            let mut state = cell.zero_state(b);
+            // Twice: the second call reuses the per-thread workspaces.
+            for _ in 0..2 {
+                state = lstm_core::LstmState::new(h0.clone(), c0.clone()).unwrap();
+                unroll::unroll_into_threads(
+                    cell,
+                    input,
+                    &mut state,
+                    out.view_mut(),
+                    opts,
+                    threads,
+                    &mut ws,
+                )
+                .unwrap();
+            }
+            results.push((out, state.h().to_owned(), state.c().to_owned()));
+        }
+        let (out1, h1, c1) = &results[0];
+        assert!(out1.iter().all(|v| v.is_finite()));
+        assert!(max_diff(out1, &Array3::zeros(out1.dim())) > 0.01);
+        for (k, (out, h, c)) in results.iter().enumerate().skip(1) {
+            let what = format!("{opts:?} on {} threads", k + 1);
+            assert!(
+                out == out1,
+                "outputs differ by {} ({what})",
+                max_diff(out1, out)
+            );
+            assert!(h == h1 && c == c1, "final states differ ({what})");
+        }
     }
 }
 
@@ -218,4 +243,49 @@ fn unit_split_is_chosen_where_it_pays_and_applies() {
     let mut spec = EngineSpec::standard(wx.view(), wr.view());
     spec.projection = Some(proj.view());
     assert_eq!(LstmEngine::new(spec).unwrap().unit_split_threads(2, 1), 0);
+}
+
+/// A cell that panics on any thread without a name: on the batch split's spawned threads, not
+/// on the test's own.
+struct PanicsOffMain(usize);
+
+impl RecurrentCell<f32> for PanicsOffMain {
+    fn input_size(&self) -> usize {
+        self.0
+    }
+    fn hidden_size(&self) -> usize {
+        self.0
+    }
+    fn step_unchecked(
+        &self,
+        _x: lstm_core::ndarray::ArrayView2<'_, f32>,
+        _state: &mut lstm_core::LstmState<f32>,
+        _gates: lstm_core::ndarray::ArrayViewMut2<'_, f32>,
+        _ws: &mut Workspace<f32>,
+    ) {
+        assert!(std::thread::current().name().is_some(), "a worker fails");
+    }
+}
+
+/// A worker that panics makes the call return an error, without leaving the calling thread
+/// waiting for the claims it held.
+#[test]
+fn a_failing_worker_is_an_error_not_a_hang() {
+    let cell = PanicsOffMain(64);
+    let (t, b) = (1000, 30);
+    assert!(useful_threads(2, b, unroll::sequence_work(&cell, t, b)) == 2);
+    let x = Array3::<f32>::zeros((t, b, 64));
+    let mut out = Array3::zeros((t, b, 64));
+    let mut state = cell.zero_state(b);
+    let err = unroll::unroll_into_threads(
+        &cell,
+        x.view(),
+        &mut state,
+        out.view_mut(),
+        &SeqOptions::default(),
+        2,
+        &mut Workspace::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("worker thread"), "{err}");
 }

@@ -5,6 +5,9 @@
 //! (forward, reverse, variable lengths), holds finished samples' state, and writes the outputs
 //! and the trace.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 
 use crate::{
@@ -227,12 +230,14 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 /// Where every row steps at every position and the cell has a path that shares each step's
 /// work ([`RecurrentCell::sequence_split_unchecked`]; the engine cells split the hidden units
 /// when the weights outgrow L2 or the batch is small), that path runs. Otherwise the batch is
-/// cut into contiguous blocks of rows, one per thread. The unit split gives the one-thread
-/// result bit for bit; so does the batch split, except that a block of a single row takes the
-/// matrix-vector kernel, which rounds differently (by about one unit in the last place).
+/// cut into groups of contiguous rows and the sequence into runs of steps, and the threads take
+/// (group, run) claims as they go, so a core that runs slow for a while does less of the work
+/// (see `batch_split` in the source). The unit split gives the one-thread result bit for bit;
+/// so does the batch split, except that a group of a single row takes the matrix-vector kernel,
+/// which rounds differently (by about one unit in the last place).
 ///
 /// # Errors
-/// As [`RecurrentCell::unroll_into`].
+/// As [`RecurrentCell::unroll_into`]; [`LstmError::Invalid`] when a worker thread panicked.
 pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
@@ -272,60 +277,205 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     if threads == 1 {
         return cell.unroll_into(input, state, output, &opts, None, ws);
     }
-    let axis = match opts.layout {
-        Layout::TimeMajor => Axis(1),
-        Layout::BatchFirst => Axis(0),
+    batch_split(cell, input, state, output, &opts, threads, ws)
+}
+
+/// Rows per group of the batch split, at most: one register tile of the products. A group of 11
+/// rows ran as fast per row as a block of 16 or 32 (batch-mid's shape, 2026-12-02); groups of 8
+/// and fewer ran 3-9% slower per row, which is why a batch of 24 rows on two threads stays in
+/// two groups rather than three.
+pub const GROUP_ROWS: usize = 12;
+
+/// Claims (one group of rows over one run of steps) the batch split cuts a sequence into, per
+/// thread: enough that a thread slowed down for a while hands work to the others, and that the
+/// threads finish within a small fraction of the whole of each other.
+pub const CLAIMS_PER_THREAD: usize = 32;
+
+/// Multiply-adds a claim of the batch split holds at the least, so that the cost of a call
+/// (some microseconds) stays small beside its arithmetic.
+pub const MIN_CLAIM_WORK: usize = 1 << 20;
+
+/// The batch split of [`unroll_into_threads`]: the rows in groups of at most [`GROUP_ROWS`] (at
+/// least one group per thread), the steps in runs, and each thread taking the next claim
+/// (group, run) as it finishes the last, in reading order. A group's run
+/// waits for the same group's previous run; every other claim is free, so a thread that runs
+/// slow for a while (two cores of a shared machine rarely run at the same speed) takes fewer
+/// claims instead of holding the others up at the end.
+fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    state: &mut LstmState<F>,
+    output: ArrayViewMut3<'_, F>,
+    opts: &SeqOptions<'_>,
+    threads: usize,
+    ws: &mut Workspace<F>,
+) -> Result<()> {
+    let (t, b) = dims(input.shape(), opts.layout);
+    let (time, batch) = match opts.layout {
+        Layout::TimeMajor => (Axis(0), Axis(1)),
+        Layout::BatchFirst => (Axis(1), Axis(0)),
     };
-    let bounds: Vec<usize> = (0..=threads).map(|k| k * b / threads).collect();
-    let mut outs = Vec::with_capacity(threads);
-    for k in (1..threads).rev() {
-        let (head, tail) = output.split_at(axis, bounds[k]);
-        outs.push(tail);
-        output = head;
-    }
-    outs.push(output);
-    outs.reverse();
-    let run =
-        |k: usize, out: ArrayViewMut3<'_, F>, ws: &mut Workspace<F>| -> Result<LstmState<F>> {
-            let (lo, hi) = (bounds[k], bounds[k + 1]);
-            let x = input.slice_axis(axis, (lo..hi).into());
-            let mut part = LstmState::new(
-                state.h().slice(s![lo..hi, ..]).to_owned(),
-                state.c().slice(s![lo..hi, ..]).to_owned(),
-            )?;
-            let o = SeqOptions {
-                lengths: opts.lengths.map(|l| &l[lo..hi]),
-                ..opts
-            };
-            cell.unroll_into(x, &mut part, out, &o, None, ws)?;
-            Ok(part)
-        };
-    // Block 0 runs on the calling thread, the others on scoped threads; each block keeps its
-    // own workspace in `ws` across calls.
-    let results: Vec<Result<LstmState<F>>> = std::thread::scope(|scope| {
-        let mut outs = outs.into_iter().enumerate();
-        let mut wss = ws.per_thread(threads).iter_mut();
-        let first = outs.next().zip(wss.next());
-        let handles: Vec<_> = outs
-            .zip(wss)
-            .map(|((k, out), ws)| scope.spawn(move || run(k, out, ws)))
-            .collect();
-        let mut results = Vec::with_capacity(threads);
-        if let Some(((k, out), ws)) = first {
-            results.push(run(k, out, ws));
+    let groups = b.div_ceil(GROUP_ROWS).max(threads);
+    let runs = (CLAIMS_PER_THREAD * threads)
+        .div_ceil(groups)
+        .min(sequence_work(cell, t, b) / (groups * MIN_CLAIM_WORK))
+        .clamp(1, t.max(1));
+    let rows: Vec<usize> = (0..=groups).map(|k| k * b / groups).collect();
+    // Run `j` in reading order is piece `piece(j)` of the steps in time order, which covers
+    // steps `k t / runs .. (k + 1) t / runs` for piece `k`.
+    let piece = |j: usize| match opts.direction {
+        Direction::Forward => j,
+        Direction::Reverse => runs - 1 - j,
+    };
+    let span = |j: usize| piece(j) * t / runs..(piece(j) + 1) * t / runs;
+    // Every claim's part of the output (claim `j * groups + g`), taken by the thread that runs it.
+    let mut by_piece = Vec::with_capacity(runs * groups);
+    let mut rest = output;
+    for k in 1..=runs {
+        let (mut run, tail) = rest.split_at(time, k * t / runs - (k - 1) * t / runs);
+        rest = tail;
+        for g in 1..=groups {
+            let (head, tail) = run.split_at(batch, rows[g] - rows[g - 1]);
+            by_piece.push(Some(head));
+            run = tail;
         }
-        results.extend(handles.into_iter().map(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")))
-        }));
-        results
+    }
+    let parts: Vec<_> = (0..runs * groups)
+        .map(|claim| Mutex::new(by_piece[piece(claim / groups) * groups + claim % groups].take()))
+        .collect();
+    let states = (0..groups)
+        .map(|g| {
+            let r = rows[g]..rows[g + 1];
+            let part = LstmState::new(
+                state.h().slice(s![r.clone(), ..]).to_owned(),
+                state.c().slice(s![r, ..]).to_owned(),
+            )?;
+            Ok(Mutex::new(part))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let shared = Claims {
+        next: Padded(AtomicUsize::new(0)),
+        done: (0..groups).map(|_| Padded(AtomicUsize::new(0))).collect(),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    let worker = |ws: &mut Workspace<F>| {
+        let _leave = LeaveClaims(&shared);
+        let mut lengths = Vec::new();
+        loop {
+            let claim = shared.next.fetch_add(1, Ordering::Relaxed);
+            if claim >= runs * groups || !shared.wait(claim / groups, claim % groups) {
+                return;
+            }
+            let (j, g) = (claim / groups, claim % groups);
+            let (r, st) = (rows[g]..rows[g + 1], span(j));
+            let x = input.slice_axis(time, st.clone().into());
+            let x = x.slice_axis(batch, r.clone().into());
+            let o = SeqOptions {
+                lengths: opts.lengths.map(|l| {
+                    lengths.clear();
+                    lengths.extend(l[r].iter().map(|&l| l.clamp(st.start, st.end) - st.start));
+                    &lengths[..]
+                }),
+                ..*opts
+            };
+            let out = lock(&parts[claim])
+                .take()
+                .expect("each claim is taken once");
+            let done = cell.unroll_into(x, &mut lock(&states[g]), out, &o, None, ws);
+            if let Err(e) = done {
+                *lock(&shared.error) = Some(e);
+                shared.failed.store(true, Ordering::Release);
+                return;
+            }
+            shared.done[g].store(j + 1, Ordering::Release);
+        }
+    };
+    let joined = std::thread::scope(|scope| {
+        let mut wss = ws.per_thread(threads).iter_mut();
+        let first = wss.next();
+        let handles: Vec<_> = wss.map(|ws| scope.spawn(|| worker(ws))).collect();
+        if let Some(ws) = first {
+            worker(ws);
+        }
+        handles.into_iter().all(|h| h.join().is_ok())
     });
+    if let Some(e) = lock(&shared.error).take() {
+        return Err(e);
+    }
+    if !joined || shared.failed.load(Ordering::Acquire) {
+        return Err(LstmError::invalid("worker thread", "panicked"));
+    }
     let (mut hv, mut cv) = state.parts_mut();
-    for (k, r) in results.into_iter().enumerate() {
-        let part = r?;
-        let (lo, hi) = (bounds[k], bounds[k + 1]);
-        hv.slice_mut(s![lo..hi, ..]).assign(&part.h());
-        cv.slice_mut(s![lo..hi, ..]).assign(&part.c());
+    for (g, part) in states.into_iter().enumerate() {
+        let part = part.into_inner().unwrap_or_else(PoisonError::into_inner);
+        hv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.h());
+        cv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.c());
     }
     Ok(())
+}
+
+/// The mutex's value, also after a panic elsewhere (the claims' own flag says whether to trust
+/// the results).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the threads of the batch split share.
+struct Claims {
+    /// The next claim to take.
+    next: Padded<AtomicUsize>,
+    /// Per group, the runs finished.
+    done: Vec<Padded<AtomicUsize>>,
+    /// A claim failed or a thread panicked: the others stop.
+    failed: AtomicBool,
+    /// The first error a claim returned.
+    error: Mutex<Option<LstmError>>,
+}
+
+impl Claims {
+    /// Waits until group `g` has finished run `j - 1`; `false` when a claim failed meanwhile.
+    fn wait(&self, j: usize, g: usize) -> bool {
+        let mut spins = 0u32;
+        while self.done[g].load(Ordering::Acquire) < j {
+            if self.failed.load(Ordering::Acquire) {
+                return false;
+            }
+            if spins < WAIT_SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        !self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Spins before a waiting thread starts yielding its core (a claim waits only for the one
+/// before it of the same group, which is usually done).
+const WAIT_SPINS: u32 = 256;
+
+/// Marks the claims failed when its thread unwinds, so the others stop waiting for it.
+struct LeaveClaims<'a>(&'a Claims);
+
+impl Drop for LeaveClaims<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A value alone on its cache lines (two, for the adjacent-line prefetcher), so that threads
+/// writing neighbouring values do not take the line from each other.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }

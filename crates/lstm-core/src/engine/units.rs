@@ -28,6 +28,7 @@ use lstm_kernels::{NR, Panels};
 use ndarray::{ArrayView3, ArrayViewMut3, Axis};
 
 use super::{CHUNK, LstmEngine, Recurrence, chunk_copy_len, for_each_chunk, reading_order};
+use crate::unroll::Padded;
 use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
 /// Bytes of recurrent weights from which splitting the units pays whatever the batch: twice a
@@ -334,19 +335,6 @@ struct Shared<F> {
     units: usize,
     /// Whether a thread done with its own run takes from the others'.
     steal: bool,
-}
-
-/// A value alone on its cache lines (two, for the adjacent-line prefetcher), so that threads
-/// writing neighbouring values do not take the line from each other.
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// One slice of `u` units.
