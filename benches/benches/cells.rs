@@ -101,7 +101,7 @@ fn bench_threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("threads");
     group.sample_size(10);
     let mut rng = SplitMix64::new(3);
-    for w in [Workload::BATCH_LARGE, long] {
+    for w in [Workload::BATCH_MID, Workload::BATCH_LARGE, long] {
         let Ok(cell) = ConcatCell::<f32>::random(w.input, w.hidden, &mut rng) else {
             continue;
         };
