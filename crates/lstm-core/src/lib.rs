@@ -9,6 +9,7 @@ pub mod init;
 mod readout;
 mod scalar;
 mod state;
+mod sync;
 pub mod unroll;
 pub mod workload;
 mod workspace;

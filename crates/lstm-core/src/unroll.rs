@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 
+use crate::sync::{FailOnPanic, Padded, spin_until};
 use crate::{
     Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
     Workspace,
@@ -360,7 +361,7 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
         error: Mutex::new(None),
     };
     let worker = |ws: &mut Workspace<F>| {
-        let _leave = LeaveClaims(&shared);
+        let _fail = FailOnPanic(&shared.failed);
         let mut lengths = Vec::new();
         loop {
             let claim = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -436,46 +437,6 @@ struct Claims {
 impl Claims {
     /// Waits until group `g` has finished run `j - 1`; `false` when a claim failed meanwhile.
     fn wait(&self, j: usize, g: usize) -> bool {
-        let mut spins = 0u32;
-        while self.done[g].load(Ordering::Acquire) < j {
-            if self.failed.load(Ordering::Acquire) {
-                return false;
-            }
-            if spins < WAIT_SPINS {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        !self.failed.load(Ordering::Acquire)
-    }
-}
-
-/// Spins before a waiting thread starts yielding its core (a claim waits only for the one
-/// before it of the same group, which is usually done).
-const WAIT_SPINS: u32 = 256;
-
-/// Marks the claims failed when its thread unwinds, so the others stop waiting for it.
-struct LeaveClaims<'a>(&'a Claims);
-
-impl Drop for LeaveClaims<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.failed.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// A value alone on its cache lines (two, for the adjacent-line prefetcher), so that threads
-/// writing neighbouring values do not take the line from each other.
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
+        spin_until(&self.failed, || self.done[g].load(Ordering::Acquire) >= j)
     }
 }

@@ -28,7 +28,7 @@ use lstm_kernels::{NR, Panels};
 use ndarray::{ArrayView3, ArrayViewMut3, Axis};
 
 use super::{CHUNK, LstmEngine, Recurrence, chunk_copy_len, for_each_chunk, reading_order};
-use crate::unroll::Padded;
+use crate::sync::{FailOnPanic, Padded, spin_until};
 use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
 /// Bytes of recurrent weights from which splitting the units pays whatever the batch: twice a
@@ -232,7 +232,7 @@ impl<F: Scalar> LstmEngine<F> {
         shared: &Shared<F>,
         ws: &mut Workspace<F>,
     ) {
-        let _leave = Leave(&shared.barrier);
+        let _fail = FailOnPanic(&shared.barrier.poisoned);
         let (_, b, i) = input.dim();
         let (h, chunk) = (self.hidden, shared.chunk);
         let (u, w) = (shared.units, 4 * shared.units);
@@ -432,35 +432,10 @@ impl SpinBarrier {
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
             self.arrived.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
-        } else {
-            let mut spins = 0u32;
-            while self.generation.load(Ordering::Acquire) == generation {
-                if self.poisoned.load(Ordering::Acquire) {
-                    return false;
-                }
-                if spins < SPINS {
-                    spins += 1;
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
+            return !self.poisoned.load(Ordering::Acquire);
         }
-        !self.poisoned.load(Ordering::Acquire)
-    }
-}
-
-/// Spins of a waiting thread before it starts yielding its core: about ten microseconds, so a
-/// thread that shares its core with another (more threads than cores) lets it run soon.
-const SPINS: u32 = 256;
-
-/// Poisons the barrier when its thread unwinds, so the others stop waiting for it.
-struct Leave<'a>(&'a SpinBarrier);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.poisoned.store(true, Ordering::Release);
-        }
+        spin_until(&self.poisoned, || {
+            self.generation.load(Ordering::Acquire) != generation
+        })
     }
 }
