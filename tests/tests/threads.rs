@@ -104,9 +104,9 @@ fn batch_split_matches_one_thread() {
 fn parallel_directions_match_one_thread() {
     let mut rng = SplitMix64::new(8);
     let stack = LstmStack::<f32>::random(16, 64, 2, 2, &mut rng).unwrap();
-    let x: Array3<f32> = rng.uniform_array((100, 4, 16), 1.0);
+    let x: Array3<f32> = rng.uniform_array((300, 4, 16), 1.0);
     // Enough work per direction, in the first layer too, that the directions run at once.
-    assert!(unroll::sequence_work(&stack.layers()[0][0], 100, 4) >= MIN_PARALLEL_WORK);
+    assert!(unroll::sequence_work(&stack.layers()[0][0], 300, 4) >= MIN_PARALLEL_WORK);
     let run = |threads| {
         let opts = StackOptions {
             threads,
@@ -148,7 +148,7 @@ fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
     assert_eq!(cell.unit_split_threads(4, 5), 4);
     // Weights past L2: whatever the batch.
     assert_eq!(cell.unit_split_threads(2, 1000), 2);
-    let t = 20;
+    let t = 80;
     // The third case starts from `h = 0`, where every path skips the first recurrent product;
     // the last has several chunks of steps (each slice's input projection is redone per chunk)
     // and more batch rows than the others.

@@ -199,12 +199,13 @@ pub fn drive<F: Scalar>(
     }
 }
 
-/// Multiply-adds of work below which a second thread costs more than it saves: spawning and
-/// joining a scoped thread, and waking the other core, took 50-100 us on the machines this was
-/// measured on. On 2 threads a bidirectional layer with 2.5 million multiply-adds per
-/// direction (seq-small's shape) took 1.21x the one-thread time, and a batch split with 4.9
-/// million per thread 1.08-1.12x; with 9.8 million per thread it took 0.75-0.90x.
-pub const MIN_PARALLEL_WORK: usize = 5_000_000;
+/// Multiply-adds of work below which a second thread costs more than it saves. A scoped
+/// thread is spawned per call, and the other core has to wake up: 30-100 us on the machine this
+/// was first measured on, 0.5-1.5 ms (median of spawn to start, p10 57 us, p90 1.5 ms) on a
+/// second machine of the same kind whose idle virtual cores are slow to wake. There, with 9.8
+/// million multiply-adds per thread, two threads took 1.2-4x the one-thread time, with 19.7
+/// million 0.95-1.17x, with 39 million 0.75-0.89x (`crossover` example, 2026-12-02).
+pub const MIN_PARALLEL_WORK: usize = 20_000_000;
 
 /// The threads worth using for `rows` independent rows of work of `work` multiply-adds in all:
 /// at most `threads` and `rows`, and only as many as get [`MIN_PARALLEL_WORK`] each (at least
