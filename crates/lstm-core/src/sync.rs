@@ -2,6 +2,7 @@
 //! flag that tells the waiting threads a thread has failed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// A value alone on its cache lines (two, for the adjacent-line prefetcher), so that threads
 /// writing neighbouring values do not take the line from each other.
@@ -47,4 +48,10 @@ impl Drop for FailOnPanic<'_> {
             self.0.store(true, Ordering::Release);
         }
     }
+}
+
+/// The mutex's value, also after a panic elsewhere (the threaded paths' own flags say whether
+/// to trust the results).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 
-use crate::sync::{FailOnPanic, Padded, spin_until};
+use crate::sync::{FailOnPanic, Padded, lock, spin_until};
 use crate::{
     Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
     Workspace,
@@ -381,9 +381,9 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
                 }),
                 ..*opts
             };
-            let out = lock(&parts[claim])
-                .take()
-                .expect("each claim is taken once");
+            let Some(out) = lock(&parts[claim]).take() else {
+                continue; // never: each claim is taken once
+            };
             let done = cell.unroll_into(x, &mut lock(&states[g]), out, &o, None, ws);
             if let Err(e) = done {
                 *lock(&shared.error) = Some(e);
@@ -393,15 +393,9 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
             shared.done[g].store(j + 1, Ordering::Release);
         }
     };
-    let joined = std::thread::scope(|scope| {
-        let mut wss = ws.per_thread(threads).iter_mut();
-        let first = wss.next();
-        let handles: Vec<_> = wss.map(|ws| scope.spawn(|| worker(ws))).collect();
-        if let Some(ws) = first {
-            worker(ws);
-        }
-        handles.into_iter().all(|h| h.join().is_ok())
-    });
+    // Each thread keeps its own workspace in `ws` across calls.
+    let wss: Vec<_> = ws.per_thread(threads).iter_mut().map(Mutex::new).collect();
+    let joined = lstm_kernels::run_threads(threads, |k| worker(&mut lock(&wss[k])));
     if let Some(e) = lock(&shared.error).take() {
         return Err(e);
     }
@@ -415,12 +409,6 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
         cv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.c());
     }
     Ok(())
-}
-
-/// The mutex's value, also after a panic elsewhere (the claims' own flag says whether to trust
-/// the results).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the threads of the batch split share.

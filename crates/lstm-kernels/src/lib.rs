@@ -5,11 +5,13 @@ use std::ops::{Add, Mul};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 mod packed;
+mod pool;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use packed::{NR, Packed, Panels};
+pub use pool::{WORKER_SPIN, run_threads};
 
 /// An instruction-set level, from the plain portable code up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

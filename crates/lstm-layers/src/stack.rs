@@ -1,5 +1,7 @@
 //! A stack of LSTM layers, each one or two directions.
 
+use std::sync::Mutex;
+
 use lstm_core::ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3, Axis, s};
 use lstm_core::{
     Direction, Layout, LstmEngine, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions,
@@ -288,14 +290,29 @@ impl<F: Scalar> LstmStack<F> {
                 let [ws0, ws1] = ws.per_thread(2) else {
                     unreachable!("per_thread(2) returns two workspaces")
                 };
-                std::thread::scope(|scope| {
-                    let back = scope.spawn(|| run(1, bwd, threads / 2, ws1));
-                    let front = run(0, fwd, threads - threads / 2, ws0);
-                    let back = back
-                        .join()
-                        .unwrap_or_else(|_| Err(LstmError::invalid("worker thread", "panicked")));
-                    vec![front, back]
-                })
+                // Direction `dir`'s output, workspace and threads, then its result.
+                let jobs = [
+                    Mutex::new(Some((fwd, ws0, threads - threads / 2))),
+                    Mutex::new(Some((bwd, ws1, threads / 2))),
+                ];
+                let done = [Mutex::new(None), Mutex::new(None)];
+                lstm_core::kernels::run_threads(2, |dir| {
+                    let job = jobs[dir].lock().map(|mut j| j.take());
+                    if let Ok(Some((out, ws, n))) = job {
+                        let state = run(dir, out, n, ws);
+                        if let Ok(mut slot) = done[dir].lock() {
+                            *slot = Some(state);
+                        }
+                    }
+                });
+                done.into_iter()
+                    .map(|slot| {
+                        slot.into_inner()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_else(|| Err(LstmError::invalid("worker thread", "panicked")))
+                    })
+                    .collect()
             } else {
                 (0..d)
                     .map(|dir| {

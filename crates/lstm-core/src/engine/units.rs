@@ -28,7 +28,7 @@ use lstm_kernels::{NR, Panels};
 use ndarray::{ArrayView3, ArrayViewMut3, Axis};
 
 use super::{CHUNK, LstmEngine, Recurrence, chunk_copy_len, for_each_chunk, reading_order};
-use crate::sync::{FailOnPanic, Padded, spin_until};
+use crate::sync::{FailOnPanic, Padded, lock, spin_until};
 use crate::{Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
 /// Bytes of recurrent weights from which splitting the units pays whatever the batch: twice a
@@ -169,21 +169,15 @@ impl<F: Scalar> LstmEngine<F> {
             rest = tail;
         }
         outs.push(rest);
-        let joined: Vec<bool> = std::thread::scope(|scope| {
-            let shared = &shared;
-            let mut work = outs.into_iter().zip(ws.per_thread(n)).enumerate();
-            let first = work.next();
-            let handles: Vec<_> = work
-                .map(|(k, (out, ws))| {
-                    scope.spawn(move || self.units_thread(k, n, input, out, direction, shared, ws))
-                })
-                .collect();
-            if let Some((k, (out, ws))) = first {
-                self.units_thread(k, n, input, out, direction, shared, ws);
+        // Each thread keeps its own workspace in `ws` across calls.
+        let parts: Vec<_> = outs.into_iter().map(|o| Mutex::new(Some(o))).collect();
+        let wss: Vec<_> = ws.per_thread(n).iter_mut().map(Mutex::new).collect();
+        let joined = lstm_kernels::run_threads(n, |k| {
+            if let Some(out) = lock(&parts[k]).take() {
+                self.units_thread(k, n, input, out, direction, &shared, &mut lock(&wss[k]));
             }
-            handles.into_iter().map(|t| t.join().is_ok()).collect()
         });
-        if joined.iter().any(|ok| !ok) || shared.barrier.poisoned.load(Ordering::Acquire) {
+        if !joined || shared.barrier.poisoned.load(Ordering::Acquire) {
             return Err(LstmError::invalid("worker thread", "panicked"));
         }
         let (mut hv, mut cv) = state.parts_mut();
