@@ -199,12 +199,14 @@ pub fn drive<F: Scalar>(
     }
 }
 
-/// Multiply-adds of work below which a second thread costs more than it saves. A scoped
-/// thread is spawned per call, and the other core has to wake up: 30-100 us on the machine this
-/// was first measured on, 0.5-1.5 ms (median of spawn to start, p10 57 us, p90 1.5 ms) on a
-/// second machine of the same kind whose idle virtual cores are slow to wake. There, with 9.8
-/// million multiply-adds per thread, two threads took 1.2-4x the one-thread time, with 19.7
-/// million 0.95-1.17x, with 39 million 0.75-0.89x (`crossover` example, 2026-12-02).
+/// Multiply-adds of work below which a second thread costs more than it saves. A call after a
+/// pause has to wake the other core: 30-100 us on the machine this was first measured on,
+/// 0.5-1.5 ms (median of spawn to start, p10 57 us, p90 1.5 ms) on a second machine of the same
+/// kind whose idle virtual cores are slow to wake. There, with threads spawned per call, 9.8
+/// million multiply-adds per thread took 1.2-4x the one-thread time on two threads, 19.7
+/// million 0.95-1.17x, 39 million 0.75-0.89x (`crossover` example, 2026-12-02). The workers of
+/// [`lstm_kernels::run_threads`] stay awake between calls that follow each other, but not
+/// across pauses.
 pub const MIN_PARALLEL_WORK: usize = 20_000_000;
 
 /// The threads worth using for `rows` independent rows of work of `work` multiply-adds in all:
