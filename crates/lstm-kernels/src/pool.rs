@@ -43,11 +43,17 @@ pub fn run_threads<F: Fn(usize) + Sync>(n: usize, f: F) -> bool {
         return scoped(n, &f);
     }
     let shared = pool.shared;
-    let job: &(dyn Fn(usize) + Sync) = &f;
-    // SAFETY: the workers call `job` only between its posting below and `remaining` reaching
-    // zero, and `Finish` waits for that before this frame (and `f`) can go away, on return and
-    // on unwind alike; so the erased lifetime is never outlived.
-    let job: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(job) };
+    let job: *const (dyn Fn(usize) + Sync + '_) = &f;
+    // SAFETY: only the lifetime bound changes. The workers dereference the pointer only between
+    // its posting below and `remaining` reaching zero, and `Finish` waits for that (and then
+    // withdraws the pointer) before this frame and `f` can go away, on return and on unwind
+    // alike.
+    let job = Call(unsafe {
+        std::mem::transmute::<
+            *const (dyn Fn(usize) + Sync + '_),
+            *const (dyn Fn(usize) + Sync + 'static),
+        >(job)
+    });
     shared.remaining.store(n - 1, Ordering::Relaxed);
     shared.panicked.store(false, Ordering::Relaxed);
     {
@@ -129,12 +135,21 @@ struct Shared {
     panicked: AtomicBool,
 }
 
+/// The current call, its generation and how many take part (the caller and workers `1..n`).
 #[derive(Default)]
 struct Posted {
     generation: usize,
-    call: Option<&'static (dyn Fn(usize) + Sync)>,
+    call: Option<Call>,
     n: usize,
 }
+
+/// A posted call's function, valid from its posting until its workers are done.
+#[derive(Clone, Copy)]
+struct Call(*const (dyn Fn(usize) + Sync));
+
+// SAFETY: the function is `Sync`, so calling it from another thread is sound; the pointer is
+// only dereferenced while the call that posted it waits for its workers.
+unsafe impl Send for Call {}
 
 /// Worker `index` (from 1): runs its part of each call that has one, spinning between calls for
 /// [`WORKER_SPIN`], then sleeping. A call it has no part in it only notes.
@@ -156,7 +171,10 @@ fn worker(shared: &'static Shared, index: usize, mut seen: usize) {
         seen = posted.generation;
         let (call, n) = (posted.call, posted.n);
         drop(posted);
-        if let Some(call) = call.filter(|_| index < n) {
+        if let Some(Call(call)) = call.filter(|_| index < n) {
+            // SAFETY: this worker takes part in the call, which waits for it (`remaining`)
+            // before its function goes away.
+            let call = unsafe { &*call };
             if catch_unwind(AssertUnwindSafe(|| call(index))).is_err() {
                 shared.panicked.store(true, Ordering::Release);
             }
@@ -165,7 +183,7 @@ fn worker(shared: &'static Shared, index: usize, mut seen: usize) {
     }
 }
 
-/// Waits, when dropped, until every worker of the call has returned.
+/// Waits, when dropped, until every worker of the call has returned, then withdraws the call.
 struct Finish<'a>(&'a Shared);
 
 impl Drop for Finish<'_> {
@@ -179,6 +197,7 @@ impl Drop for Finish<'_> {
                 std::thread::yield_now();
             }
         }
+        lock(&self.0.job).call = None;
     }
 }
 
