@@ -11,7 +11,7 @@ mod portable;
 mod x86;
 
 pub use packed::{NR, Packed, Panels};
-pub use pool::{WORKER_SPIN, run_threads};
+pub use pool::{WORKER_SPIN, run_threads, set_worker_spin};
 
 /// An instruction-set level, from the plain portable code up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,12 +6,24 @@
 //! next layer) starts on both cores at once; then they sleep until a call needs them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-/// How long a worker keeps spinning for the next call after finishing one, before it sleeps.
+/// How long a worker keeps spinning for the next call after finishing one, before it sleeps,
+/// unless [`set_worker_spin`] says otherwise.
 pub const WORKER_SPIN: Duration = Duration::from_millis(2);
+
+/// The spin in nanoseconds, [`WORKER_SPIN`] until set.
+static SPIN_NANOS: AtomicU64 = AtomicU64::new(WORKER_SPIN.as_nanos() as u64);
+
+/// Sets how long the workers spin for the next call before they sleep (process-wide; from the
+/// workers' next call on). Zero makes them sleep at once: no CPU time is spent between calls,
+/// and each call waits for the other cores to wake.
+pub fn set_worker_spin(spin: Duration) {
+    let nanos = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
+    SPIN_NANOS.store(nanos, Ordering::Relaxed);
+}
 
 /// Runs `f(0)`, `f(1)`, ..., `f(n - 1)` at once, `f(0)` on the calling thread and the others on
 /// the pool's workers (or on threads spawned for the call, when another call holds the pool),
@@ -152,11 +164,12 @@ struct Call(*const (dyn Fn(usize) + Sync));
 unsafe impl Send for Call {}
 
 /// Worker `index` (from 1): runs its part of each call that has one, spinning between calls for
-/// [`WORKER_SPIN`], then sleeping. A call it has no part in it only notes.
+/// the time [`set_worker_spin`] set, then sleeping. A call it has no part in it only notes.
 fn worker(shared: &'static Shared, index: usize, mut seen: usize) {
     loop {
         let since = Instant::now();
-        while shared.generation.load(Ordering::Acquire) == seen && since.elapsed() < WORKER_SPIN {
+        let spin = Duration::from_nanos(SPIN_NANOS.load(Ordering::Relaxed));
+        while shared.generation.load(Ordering::Acquire) == seen && since.elapsed() < spin {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }

@@ -6,7 +6,7 @@
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lstm_kernels::run_threads;
+use lstm_kernels::{WORKER_SPIN, run_threads, set_worker_spin};
 
 /// Each index once; the three meet at a barrier, which only threads running at once can pass.
 #[test]
@@ -75,4 +75,19 @@ fn nested_and_concurrent_calls_complete() {
         }
     });
     assert_eq!(total.into_inner(), 3 * 20 * 2 * 2);
+}
+
+/// Without the spin the workers sleep between calls, and calls still complete.
+#[test]
+fn workers_that_sleep_at_once_still_run_every_call() {
+    set_worker_spin(std::time::Duration::ZERO);
+    let sum = AtomicUsize::new(0);
+    for _ in 0..20 {
+        assert!(run_threads(3, |k| {
+            sum.fetch_add(k, Ordering::Relaxed);
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(sum.into_inner(), 20 * 3);
+    set_worker_spin(WORKER_SPIN);
 }
