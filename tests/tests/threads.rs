@@ -294,3 +294,81 @@ fn a_failing_worker_is_an_error_not_a_hang() {
     .unwrap_err();
     assert!(err.to_string().contains("worker thread"), "{err}");
 }
+
+/// A cell whose arithmetic is cheap but whose size makes the batch split worth its threads:
+/// every unit decays its cell state towards the input and mixes it into `h`.
+struct Decay(usize);
+
+impl RecurrentCell<f64> for Decay {
+    fn input_size(&self) -> usize {
+        self.0
+    }
+    fn hidden_size(&self) -> usize {
+        self.0
+    }
+    fn step_unchecked(
+        &self,
+        x: lstm_core::ndarray::ArrayView2<'_, f64>,
+        state: &mut lstm_core::LstmState<f64>,
+        mut gates: lstm_core::ndarray::ArrayViewMut2<'_, f64>,
+        _ws: &mut Workspace<f64>,
+    ) {
+        let (mut h, mut c) = state.parts_mut();
+        for ((row, j), &v) in x.indexed_iter() {
+            c[[row, j]] = 0.9 * c[[row, j]] + v;
+            h[[row, j]] = 0.5 * c[[row, j]].tanh() + 0.25 * h[[row, j]];
+        }
+        gates.fill(0.0);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever the shape, the lengths, the direction and the layout, the claims of the batch
+    /// split (groups and runs with remainders, runs waiting for their group) give the
+    /// one-thread result exactly.
+    #[test]
+    fn batch_split_claims_match_one_thread(
+        t in 1..60usize,
+        b in 2..40usize,
+        reverse in proptest::bool::ANY,
+        batch_first in proptest::bool::ANY,
+        masked in proptest::bool::ANY,
+        seed in 0..1000u64,
+    ) {
+        let cell = Decay(256);
+        let mut rng = SplitMix64::new(seed);
+        let x: Array3<f64> = rng.uniform_array((t, b, 256), 1.0);
+        let x = if batch_first { x.permuted_axes([1, 0, 2]).to_owned() } else { x };
+        let lengths: Vec<usize> = (0..b).map(|r| (r * 7 + seed as usize) % (t + 1)).collect();
+        let mut opts = SeqOptions::default();
+        if reverse {
+            opts = opts.reverse();
+        }
+        if batch_first {
+            opts = opts.batch_first();
+        }
+        if masked {
+            opts = opts.lengths(&lengths);
+        }
+        let h0: Array2<f64> = rng.uniform_array((b, 256), 0.5);
+        let run = |threads: usize| {
+            let mut out = Array3::from_elem(x.dim(), f64::NAN);
+            let mut state = lstm_core::LstmState::new(h0.clone(), h0.clone()).unwrap();
+            unroll::unroll_into_threads(&cell, x.view(), &mut state, out.view_mut(), &opts, threads, &mut Workspace::new())
+                .unwrap();
+            (out, state)
+        };
+        let (out1, state1) = run(1);
+        for threads in [2, 3] {
+            let (out, state) = run(threads);
+            proptest::prop_assert!(out == out1, "outputs differ on {} threads", threads);
+            proptest::prop_assert!(state.h() == state1.h() && state.c() == state1.c());
+        }
+    }
+}
