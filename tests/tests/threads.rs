@@ -246,28 +246,42 @@ fn unit_split_is_chosen_where_it_pays_and_applies() {
 }
 
 thread_local! {
-    /// Set on the thread that calls `unroll_into_threads` in the test below.
+    /// Set on the thread that calls `unroll_into_threads` in the failing-worker test.
     static CALLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// A cell that panics on every thread but the caller's: on the batch split's workers.
-struct PanicsOffMain(usize);
+/// A cell whose arithmetic is cheap but whose size makes the batch split worth its threads:
+/// every unit decays its cell state towards the input and mixes it into `h`. With `fail`, it
+/// panics on every thread but the caller's (on the batch split's workers).
+struct Decay {
+    n: usize,
+    fail: bool,
+}
 
-impl RecurrentCell<f32> for PanicsOffMain {
+impl RecurrentCell<f64> for Decay {
     fn input_size(&self) -> usize {
-        self.0
+        self.n
     }
     fn hidden_size(&self) -> usize {
-        self.0
+        self.n
     }
     fn step_unchecked(
         &self,
-        _x: lstm_core::ndarray::ArrayView2<'_, f32>,
-        _state: &mut lstm_core::LstmState<f32>,
-        _gates: lstm_core::ndarray::ArrayViewMut2<'_, f32>,
-        _ws: &mut Workspace<f32>,
+        x: lstm_core::ndarray::ArrayView2<'_, f64>,
+        state: &mut lstm_core::LstmState<f64>,
+        mut gates: lstm_core::ndarray::ArrayViewMut2<'_, f64>,
+        _ws: &mut Workspace<f64>,
     ) {
-        assert!(CALLER.with(std::cell::Cell::get), "a worker fails");
+        assert!(
+            !self.fail || CALLER.with(std::cell::Cell::get),
+            "a worker fails"
+        );
+        let (mut h, mut c) = state.parts_mut();
+        for ((row, j), &v) in x.indexed_iter() {
+            c[[row, j]] = 0.9 * c[[row, j]] + v;
+            h[[row, j]] = 0.5 * c[[row, j]].tanh() + 0.25 * h[[row, j]];
+        }
+        gates.fill(0.0);
     }
 }
 
@@ -275,11 +289,11 @@ impl RecurrentCell<f32> for PanicsOffMain {
 /// waiting for the claims it held.
 #[test]
 fn a_failing_worker_is_an_error_not_a_hang() {
-    let cell = PanicsOffMain(64);
+    let cell = Decay { n: 64, fail: true };
     CALLER.with(|c| c.set(true));
     let (t, b) = (1000, 30);
     assert!(useful_threads(2, b, unroll::sequence_work(&cell, t, b)) == 2);
-    let x = Array3::<f32>::zeros((t, b, 64));
+    let x = Array3::<f64>::zeros((t, b, 64));
     let mut out = Array3::zeros((t, b, 64));
     let mut state = cell.zero_state(b);
     let err = unroll::unroll_into_threads(
@@ -293,33 +307,6 @@ fn a_failing_worker_is_an_error_not_a_hang() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("worker thread"), "{err}");
-}
-
-/// A cell whose arithmetic is cheap but whose size makes the batch split worth its threads:
-/// every unit decays its cell state towards the input and mixes it into `h`.
-struct Decay(usize);
-
-impl RecurrentCell<f64> for Decay {
-    fn input_size(&self) -> usize {
-        self.0
-    }
-    fn hidden_size(&self) -> usize {
-        self.0
-    }
-    fn step_unchecked(
-        &self,
-        x: lstm_core::ndarray::ArrayView2<'_, f64>,
-        state: &mut lstm_core::LstmState<f64>,
-        mut gates: lstm_core::ndarray::ArrayViewMut2<'_, f64>,
-        _ws: &mut Workspace<f64>,
-    ) {
-        let (mut h, mut c) = state.parts_mut();
-        for ((row, j), &v) in x.indexed_iter() {
-            c[[row, j]] = 0.9 * c[[row, j]] + v;
-            h[[row, j]] = 0.5 * c[[row, j]].tanh() + 0.25 * h[[row, j]];
-        }
-        gates.fill(0.0);
-    }
 }
 
 proptest::proptest! {
@@ -341,7 +328,7 @@ proptest::proptest! {
         masked in proptest::bool::ANY,
         seed in 0..1000u64,
     ) {
-        let cell = Decay(256);
+        let cell = Decay { n: 256, fail: false };
         let mut rng = SplitMix64::new(seed);
         let x: Array3<f64> = rng.uniform_array((t, b, 256), 1.0);
         let x = if batch_first { x.permuted_axes([1, 0, 2]).to_owned() } else { x };

@@ -185,9 +185,7 @@ impl<F: Scalar> LstmEngine<F> {
             let hs = shared.h[s][t % 2]
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let slice = shared.slices[s]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let slice = lock(&shared.slices[s]);
             for row in 0..b {
                 let units = s * u..(s + 1) * u;
                 for (d, &v) in hv
@@ -253,9 +251,7 @@ impl<F: Scalar> LstmEngine<F> {
                 let hp = (step > 0 || !shared.zero_start)
                     .then(|| lstm_kernels::pack_rows(b, h, hfull, h, hpack));
                 while let Some(s) = shared.claim(k, cur) {
-                    let mut slice = shared.slices[s]
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let mut slice = lock(&shared.slices[s]);
                     let Slice {
                         c,
                         pre,
