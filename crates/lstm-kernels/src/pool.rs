@@ -40,9 +40,13 @@ pub fn set_worker_spin(spin: Duration) {
 /// assert_eq!(sum.into_inner(), 6);
 /// ```
 pub fn run_threads<F: Fn(usize) + Sync>(n: usize, f: F) -> bool {
-    if n <= 1 {
-        f(0);
-        return true;
+    match n {
+        0 => return true,
+        1 => {
+            f(0);
+            return true;
+        }
+        _ => {}
     }
     let pool = POOL.get_or_init(Pool::new);
     // One call at a time on the workers (a panic of an earlier one leaves nothing to repair).

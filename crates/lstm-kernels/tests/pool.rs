@@ -24,7 +24,10 @@ fn every_index_runs_once_and_at_once() {
     assert!(run_threads(1, |k| {
         ran.fetch_add(k + 1, Ordering::Relaxed);
     }));
-    assert_eq!(ran.into_inner(), 1);
+    assert!(run_threads(0, |_| {
+        ran.fetch_add(10, Ordering::Relaxed);
+    }));
+    assert_eq!(ran.into_inner(), 1, "one call for n = 1, none for n = 0");
 }
 
 #[test]
