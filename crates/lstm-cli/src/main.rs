@@ -30,6 +30,7 @@ macro_rules! outln {
 
 mod bench;
 mod demo;
+mod graph;
 mod run;
 
 /// An error of the command line: bad usage, or an error from the library.

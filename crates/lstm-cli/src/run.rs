@@ -13,26 +13,35 @@ use crate::{CliError, CliResult};
 /// Parsed arguments of `lstm run`.
 #[derive(Debug, Default)]
 pub struct RunArgs {
-    model: Option<PathBuf>,
-    input: Option<PathBuf>,
-    output: Option<PathBuf>,
-    initial_h: Option<PathBuf>,
-    initial_c: Option<PathBuf>,
-    final_h: Option<PathBuf>,
-    final_c: Option<PathBuf>,
-    sequence_lens: Option<PathBuf>,
-    batch_first: bool,
-    prefix: Option<String>,
-    threads: usize,
+    pub(crate) model: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) initial_h: Option<PathBuf>,
+    pub(crate) initial_c: Option<PathBuf>,
+    pub(crate) final_h: Option<PathBuf>,
+    pub(crate) final_c: Option<PathBuf>,
+    pub(crate) sequence_lens: Option<PathBuf>,
+    pub(crate) batch_first: bool,
+    pub(crate) prefix: Option<String>,
+    pub(crate) threads: usize,
+    pub(crate) node: Option<String>,
+    pub(crate) graph_inputs: Vec<(String, PathBuf)>,
+    pub(crate) graph_outputs: Vec<(String, PathBuf)>,
 }
 
 pub const HELP: &str = "\
     lstm run --model MODEL --input X.npy --output Y.npy
              [--initial-h H0.npy] [--initial-c C0.npy] [--final-h HN.npy] [--final-c CN.npy]
              [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
-        Run a PyTorch nn.LSTM (state_dict saved as .safetensors) or an ONNX model with one LSTM
-        node (.onnx). float32 input computes in float32, float64 in float64. --threads N
-        (default 1) runs the directions of a bidirectional layer at once and splits the batch.
+             [--graph-input NAME=FILE.npy] [--graph-output NAME=FILE.npy] [--node NAME]
+        Run a PyTorch nn.LSTM (state_dict saved as .safetensors) or an ONNX model (.onnx).
+        An ONNX graph runs whole, from its inputs to its outputs: --input, --initial-h,
+        --initial-c and --sequence-lens feed the graph inputs that reach a recurrent node's X,
+        initial_h, initial_c and sequence_lens; --output, --final-h and --final-c take the
+        graph outputs that come from its Y, Y_h and Y_c; --graph-input and --graph-output name
+        any other. --node NAME runs one LSTM or GRU node alone, on its own inputs and outputs.
+        float32 input computes in float32, float64 in float64. --threads N (default 1) runs
+        the directions of a bidirectional layer at once and splits the batch.
 ";
 
 /// Parses the arguments after `run`.
@@ -51,10 +60,29 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
             Long("batch-first") => a.batch_first = true,
             Long("prefix") => a.prefix = Some(p.value()?.string()?),
             Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
+            Long("node") => a.node = Some(p.value()?.string()?),
+            Long("graph-input") => a
+                .graph_inputs
+                .push(named_file(&p.value()?.string()?, "--graph-input")?),
+            Long("graph-output") => a
+                .graph_outputs
+                .push(named_file(&p.value()?.string()?, "--graph-output")?),
             _ => return Err(arg.unexpected().into()),
         }
     }
     Ok(a)
+}
+
+/// `NAME=FILE` of `--graph-input` and `--graph-output`.
+fn named_file(v: &str, flag: &str) -> CliResult<(String, PathBuf)> {
+    match v.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), file.into()))
+        }
+        _ => Err(CliError::Usage(format!(
+            "{flag} needs NAME=FILE.npy, got {v:?}"
+        ))),
+    }
 }
 
 fn required<'a>(v: &'a Option<PathBuf>, flag: &str) -> CliResult<&'a Path> {
@@ -63,7 +91,7 @@ fn required<'a>(v: &'a Option<PathBuf>, flag: &str) -> CliResult<&'a Path> {
 }
 
 /// Reads a float `.npy` at precision `F`.
-fn read_float<F: Scalar>(path: &Path, what: &str) -> CliResult<ArrayD<F>> {
+pub(crate) fn read_float<F: Scalar>(path: &Path, what: &str) -> CliResult<ArrayD<F>> {
     Ok(match npy::read(path)? {
         NpyArray::F32(a) => a.mapv(|v| F::of(f64::from(v))),
         NpyArray::F64(a) => a.mapv(F::of),
@@ -103,7 +131,7 @@ fn read_lengths(path: &Path) -> CliResult<Vec<i64>> {
     Ok(v.to_vec())
 }
 
-fn three_d<F: Clone>(
+pub(crate) fn three_d<F: Clone>(
     a: ArrayD<F>,
     what: &str,
     expected: &str,
@@ -113,7 +141,7 @@ fn three_d<F: Clone>(
         .map_err(|_| LstmError::shape(what, expected, &shape))?)
 }
 
-fn write<F: NpyElement>(
+pub(crate) fn write<F: NpyElement>(
     path: &Option<PathBuf>,
     a: lstm_core::ndarray::ArrayViewD<'_, F>,
 ) -> CliResult {
@@ -127,7 +155,9 @@ fn write<F: NpyElement>(
 pub fn run(args: &RunArgs) -> CliResult {
     let input = required(&args.input, "--input X.npy")?;
     required(&args.model, "--model MODEL")?;
-    required(&args.output, "--output Y.npy")?;
+    if args.graph_outputs.is_empty() {
+        required(&args.output, "--output Y.npy")?;
+    }
     match npy::read(input)? {
         NpyArray::F32(x) => run_typed::<f32>(args, x),
         NpyArray::F64(x) => run_typed::<f64>(args, x),
@@ -141,6 +171,29 @@ pub fn run(args: &RunArgs) -> CliResult {
 
 fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult {
     let model = required(&args.model, "--model MODEL")?;
+    let ext = model
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "onnx"
+        && (args.node.is_some() || !args.graph_inputs.is_empty() || !args.graph_outputs.is_empty())
+    {
+        return Err(CliError::Usage(
+            "--node, --graph-input and --graph-output apply to .onnx models only".into(),
+        ));
+    }
+    if ext == "onnx" && args.node.is_none() {
+        // The graph reads its own inputs: each file must hold the type the graph declares.
+        if args.prefix.is_some() {
+            return Err(CliError::Usage(
+                "--prefix applies to .safetensors models only".into(),
+            ));
+        }
+        let mut graph = onnx::load::<F>(model)?;
+        graph.set_threads(args.threads);
+        return crate::graph::run_graph(args, &graph, x);
+    }
     let h0 = args
         .initial_h
         .as_deref()
@@ -156,11 +209,6 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
         .as_deref()
         .map(read_lengths)
         .transpose()?;
-    let ext = model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
     match ext.as_str() {
         "safetensors" => {
             let stack = torch::load::<F>(model, args.prefix.as_deref())?;
@@ -202,33 +250,15 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
             write(&args.final_c, out.c_n.view().into_dyn())?;
         }
         "onnx" => {
-            let mut node = onnx::load::<F>(model)?;
-            node.threads = args.threads;
             if args.prefix.is_some() {
                 return Err(CliError::Usage(
                     "--prefix applies to .safetensors models only".into(),
                 ));
             }
-            if args.batch_first && node.layout() == 0 {
-                return Err(CliError::Usage("--batch-first: this ONNX node has layout 0 (time-major); its layout attribute decides".into()));
-            }
-            let (xs, hs) = if node.layout() == 1 {
-                ("[B, T, I] (layout 1)", "[B, D, H] (layout 1)")
-            } else {
-                ("[T, B, I] (layout 0)", "[D, B, H] (layout 0)")
-            };
-            let x = three_d(x, "X", xs)?;
-            let h0 = h0.map(|a| three_d(a, "initial_h", hs)).transpose()?;
-            let c0 = c0.map(|a| three_d(a, "initial_c", hs)).transpose()?;
-            let out = node.run(
-                x.view(),
-                lens.as_deref(),
-                h0.as_ref().map(|a| a.view()),
-                c0.as_ref().map(|a| a.view()),
-            )?;
-            write(&args.output, out.y.view().into_dyn())?;
-            write(&args.final_h, out.y_h.view().into_dyn())?;
-            write(&args.final_c, out.y_c.view().into_dyn())?;
+            let mut graph = onnx::load::<F>(model)?;
+            graph.set_threads(args.threads);
+            let name = args.node.as_deref().unwrap_or_default();
+            crate::graph::run_node(args, &graph, name, x, [h0, c0], lens)?;
         }
         _ => {
             return Err(CliError::Usage(format!(

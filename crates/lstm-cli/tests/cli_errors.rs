@@ -158,8 +158,8 @@ fn bad_models() {
         ("activation_count.onnx", &["activations", "3"]),
         ("attribute.onnx", &["attribute", "output_sequence"]),
         ("hidden_size.onnx", &["hidden_size"]),
-        ("no_lstm.onnx", &["no LSTM node"]),
-        ("two_lstms.onnx", &["2 LSTM nodes"]),
+        ("no_lstm.onnx", &["no LSTM or GRU node", "Relu"]),
+        ("two_lstms.onnx", &["X of LSTM node", "[4, 1, 2, 3]"]),
         ("weights_not_initializers.onnx", &["initializer"]),
         (
             "missing_tensor.safetensors",

@@ -111,21 +111,12 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
         .ok_or_else(|| bad("truncated header".into()))?;
     let header =
         std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text".into()))?;
-    let descr = dict_value(header, "descr")
-        .ok_or_else(|| bad(format!("no 'descr' in header {header:?}")))?;
-    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let fortran = match dict_value(header, "fortran_order").map(str::trim) {
-        Some("True") => true,
-        Some("False") => false,
-        _ => {
-            return Err(bad(format!(
-                "no valid 'fortran_order' in header {header:?}"
-            )));
-        }
-    };
-    let shape_text = dict_value(header, "shape")
-        .ok_or_else(|| bad(format!("no 'shape' in header {header:?}")))?;
-    let shape = parse_shape(shape_text).ok_or_else(|| bad(format!("bad shape {shape_text:?}")))?;
+    let Header {
+        descr,
+        fortran,
+        shape,
+    } = parse_header(header).map_err(|reason| bad(format!("header {header:?}: {reason}")))?;
+    let descr = descr.as_str();
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -191,33 +182,147 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
     })
 }
 
-/// The text after `'key':` up to the next top-level comma.
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
-    let rest = &header[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?;
-    let mut depth = 0i32;
-    for (i, ch) in rest.char_indices() {
-        match ch {
-            '(' | '[' => depth += 1,
-            ')' | ']' => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(&rest[..i]),
-            _ => {}
-        }
-    }
-    None
+/// The three entries of a `.npy` header.
+#[derive(Debug, PartialEq)]
+struct Header {
+    descr: String,
+    fortran: bool,
+    shape: Vec<usize>,
 }
 
-fn parse_shape(text: &str) -> Option<Vec<usize>> {
-    let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse().ok())
-        .collect()
+/// Parses the header as the Python literal it is, as `numpy.lib.format` reads it: a dict with
+/// exactly the keys `descr` (a string), `fortran_order` (`True` or `False`) and `shape` (a tuple
+/// of non-negative integers), in any order, an optional trailing comma, then only whitespace.
+/// Anything else (another key, a key twice, another type, trailing text) is rejected, so no
+/// value can be read from the wrong place.
+fn parse_header(text: &str) -> std::result::Result<Header, String> {
+    let mut p = Literal {
+        s: text.as_bytes(),
+        at: 0,
+    };
+    p.expect(b'{')?;
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    loop {
+        p.skip_space();
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.skip_space();
+        p.expect(b':')?;
+        p.skip_space();
+        let fresh = match key.as_str() {
+            "descr" => descr.replace(p.string()?).is_none(),
+            "fortran_order" => fortran.replace(p.boolean()?).is_none(),
+            "shape" => shape.replace(p.tuple()?).is_none(),
+            other => return Err(format!("unexpected key {other:?}")),
+        };
+        if !fresh {
+            return Err(format!("key {key:?} given twice"));
+        }
+        p.skip_space();
+        if !p.eat(b',') {
+            p.skip_space();
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    p.skip_space();
+    if p.at != p.s.len() {
+        return Err(format!("unexpected text after the dict at byte {}", p.at));
+    }
+    Ok(Header {
+        descr: descr.ok_or("no 'descr'")?,
+        fortran: fortran.ok_or("no 'fortran_order'")?,
+        shape: shape.ok_or("no 'shape'")?,
+    })
+}
+
+/// A cursor over the header's Python literal.
+struct Literal<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl Literal<'_> {
+    fn skip_space(&mut self) {
+        while self.s.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.s.get(self.at) == Some(&c);
+        self.at += usize::from(hit);
+        hit
+    }
+
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected {:?} at byte {}", char::from(c), self.at))
+        }
+    }
+
+    /// A quoted string without escapes (no `descr` of a supported type has one).
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let quote = match self.s.get(self.at) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a quoted string at byte {}", self.at)),
+        };
+        let start = self.at + 1;
+        let len = self.s[start..]
+            .iter()
+            .position(|&c| c == quote || c == b'\\' || c == b'\n')
+            .filter(|&n| self.s[start + n] == quote)
+            .ok_or_else(|| format!("unterminated or escaped string at byte {}", self.at))?;
+        self.at = start + len + 1;
+        Ok(String::from_utf8_lossy(&self.s[start..start + len]).into_owned())
+    }
+
+    fn boolean(&mut self) -> std::result::Result<bool, String> {
+        for (word, value) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.at..].starts_with(word) {
+                self.at += word.len();
+                return Ok(value);
+            }
+        }
+        Err(format!("expected True or False at byte {}", self.at))
+    }
+
+    /// `()`, `(n,)` or `(n, m, ...)` with an optional trailing comma; integers may carry
+    /// Python 2's `L` suffix.
+    fn tuple(&mut self) -> std::result::Result<Vec<usize>, String> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            self.skip_space();
+            if self.eat(b')') {
+                break;
+            }
+            let start = self.at;
+            while self.s.get(self.at).is_some_and(u8::is_ascii_digit) {
+                self.at += 1;
+            }
+            let digits = std::str::from_utf8(&self.s[start..self.at]).unwrap_or("");
+            let dim = digits
+                .parse::<usize>()
+                .map_err(|_| format!("expected a dimension at byte {start}"))?;
+            self.eat(b'L');
+            dims.push(dim);
+            self.skip_space();
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                if dims.len() == 1 {
+                    // `(n)` is an integer in Python, not a tuple.
+                    return Err("a shape of one dimension needs a trailing comma: (n,)".into());
+                }
+                break;
+            }
+        }
+        Ok(dims)
+    }
 }
 
 /// The bytes of a version-1 `.npy` file holding `a` (C order, little-endian).
@@ -282,6 +387,46 @@ mod tests {
         assert_eq!(parse(&to_bytes(v.view()), "t").unwrap().shape(), &[2]);
     }
 
+    /// A version-1 file with `header` and `count` little-endian f8 zeros.
+    fn with_header(header: &str, count: usize) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(header.len() as u16 + 1).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.push(b'\n');
+        bytes.resize(bytes.len() + 8 * count, 0);
+        bytes
+    }
+
+    #[test]
+    fn headers_as_numpy_writes_them() {
+        for (header, shape) in [
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3), }",
+                vec![3, 3],
+            ),
+            (
+                "{'shape': (9,), 'fortran_order': False, 'descr': '<f8'}",
+                vec![9],
+            ),
+            (
+                "{\"descr\":\"<f8\",\"fortran_order\":False,\"shape\":(1,9,)}  ",
+                vec![1, 9],
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (9L,), }",
+                vec![9],
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+                vec![],
+            ),
+        ] {
+            let a = parse(&with_header(header, 9), "t").unwrap();
+            assert_eq!(a.shape(), &shape[..], "{header}");
+        }
+    }
+
     #[test]
     fn fortran_order_and_big_endian() {
         // [[1, 2, 3], [4, 5, 6]] stored column-major, big-endian f8.
@@ -336,6 +481,28 @@ mod tests {
             parse(&patch(b"False", b"Maybe"), "t"),
             Err(LstmError::Format { .. })
         ));
+        // The header is a Python dict literal, read as one: a decoy inside a string value, an
+        // unknown or repeated key, a one-element "tuple" without its comma, or trailing text
+        // are all errors, as numpy.load makes them.
+        for header in [
+            "{'descr': '<f8', 'fortran_order': False, 'x': \"'shape': (9, 1),\", 'shape': (3, 3), }",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3), 'shape': (9,), }",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (9), }",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3), } x",
+            "{'descr': '<f8', 'fortran_order': False, }",
+            "{'descr': '<f8', 'fortran_order': 0, 'shape': (3, 3), }",
+            "{'descr': '<f8' 'fortran_order': False, 'shape': (3, 3), }",
+            "{'descr': '<f\\8', 'fortran_order': False, 'shape': (3, 3), }",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3, -3), }",
+        ] {
+            assert!(
+                matches!(
+                    parse(&with_header(header, 9), "t"),
+                    Err(LstmError::Format { .. })
+                ),
+                "{header}"
+            );
+        }
         assert!(matches!(
             read("/nonexistent/file.npy"),
             Err(LstmError::Io { .. })

@@ -1,0 +1,445 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+
+pub use lstm_core;
+
+use lstm_core::ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
+use lstm_core::{Activation, LstmError, Result, Scalar, check_shape};
+
+/// One direction of a GRU layer: weights, biases and the gate functions.
+#[derive(Clone, Debug)]
+pub struct GruCell<F> {
+    /// `[I, 3H]`: the input weights, transposed for `x W^T`.
+    w_t: Array2<F>,
+    /// `[H, 3H]`: the recurrent weights, transposed.
+    r_t: Array2<F>,
+    /// `[3H]`: the input-side bias.
+    wb: Array1<F>,
+    /// `[3H]`: the recurrent-side bias.
+    rb: Array1<F>,
+    linear_before_reset: bool,
+    /// The gate function (sigmoid by default).
+    pub f: Activation<F>,
+    /// The candidate function (tanh by default).
+    pub g: Activation<F>,
+    /// Clamp every pre-activation to `[-clip, clip]`.
+    pub clip: Option<F>,
+}
+
+/// The result of [`GruCell::forward`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GruOutput<F> {
+    /// `[T, B, H]`: the hidden state at every step (zero past a sample's length).
+    pub output: Array3<F>,
+    /// `[B, H]`: the hidden state after each sample's last valid step (the initial state for a
+    /// length of 0).
+    pub h_n: Array2<F>,
+}
+
+fn check_finite<'a, F: Scalar>(what: &str, values: impl Iterator<Item = &'a F>) -> Result<()> {
+    for (index, v) in values.enumerate() {
+        if !v.is_finite() {
+            return Err(LstmError::NonFinite {
+                what: what.into(),
+                index,
+                value: v.f64(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl<F: Scalar> GruCell<F> {
+    /// A cell from `w [3H, I]`, `r [3H, H]` and the optional biases `wb`, `rb [3H]`, blocks in
+    /// the order z, r, n (ONNX's). `linear_before_reset` applies the reset gate after the
+    /// recurrent product of the candidate (PyTorch's definition).
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] when the shapes do not fit, [`LstmError::NonFinite`] for NaN or an
+    /// infinity in a weight.
+    pub fn new(
+        w: Array2<F>,
+        r: Array2<F>,
+        wb: Option<Array1<F>>,
+        rb: Option<Array1<F>>,
+        linear_before_reset: bool,
+    ) -> Result<Self> {
+        let (rows, input) = w.dim();
+        if rows == 0 || !rows.is_multiple_of(3) {
+            return Err(LstmError::shape("GRU W", "[3*H, I] with H > 0", w.shape()));
+        }
+        let h = rows / 3;
+        check_shape("GRU R", r.shape(), &[3 * h, h])?;
+        let zeros = || Array1::zeros(3 * h);
+        let (wb, rb) = (wb.unwrap_or_else(zeros), rb.unwrap_or_else(zeros));
+        check_shape("GRU input bias", wb.shape(), &[3 * h])?;
+        check_shape("GRU recurrent bias", rb.shape(), &[3 * h])?;
+        check_finite("GRU W", w.iter())?;
+        check_finite("GRU R", r.iter())?;
+        check_finite("GRU input bias", wb.iter())?;
+        check_finite("GRU recurrent bias", rb.iter())?;
+        let _ = input;
+        Ok(Self {
+            w_t: w.t().as_standard_layout().into_owned(),
+            r_t: r.t().as_standard_layout().into_owned(),
+            wb,
+            rb,
+            linear_before_reset,
+            f: Activation::Sigmoid,
+            g: Activation::Tanh,
+            clip: None,
+        })
+    }
+
+    /// A cell from PyTorch's `weight_ih [3H, I]`, `weight_hh [3H, H]`, `bias_ih`, `bias_hh`,
+    /// blocks in PyTorch's order r, z, n (`nn.GRU` always resets after the product).
+    ///
+    /// # Errors
+    /// As [`GruCell::new`].
+    pub fn from_torch(
+        weight_ih: ArrayView2<'_, F>,
+        weight_hh: ArrayView2<'_, F>,
+        bias_ih: Option<Array1<F>>,
+        bias_hh: Option<Array1<F>>,
+    ) -> Result<Self> {
+        let rows = weight_ih.nrows();
+        if rows == 0 || !rows.is_multiple_of(3) {
+            return Err(LstmError::shape(
+                "GRU weight_ih",
+                "[3*H, I] with H > 0",
+                weight_ih.shape(),
+            ));
+        }
+        let h = rows / 3;
+        let order = [h..2 * h, 0..h, 2 * h..3 * h]; // z, r, n from r, z, n
+        let rows_of = |a: ArrayView2<'_, F>| -> Result<Array2<F>> {
+            if a.nrows() != 3 * h {
+                return Err(LstmError::shape("GRU weight_hh", "[3*H, H]", a.shape()));
+            }
+            let parts: Vec<_> = order.iter().map(|k| a.slice(s![k.clone(), ..])).collect();
+            lstm_core::ndarray::concatenate(Axis(0), &parts)
+                .map_err(|e| LstmError::invalid("GRU weights", e))
+        };
+        let vec_of = |b: Array1<F>| -> Result<Array1<F>> {
+            check_shape("GRU bias", b.shape(), &[3 * h])?;
+            Ok(order
+                .iter()
+                .flat_map(|k| b.slice(s![k.clone()]).to_vec())
+                .collect())
+        };
+        Self::new(
+            rows_of(weight_ih)?,
+            rows_of(weight_hh)?,
+            bias_ih.map(vec_of).transpose()?,
+            bias_hh.map(vec_of).transpose()?,
+            true,
+        )
+    }
+
+    /// `I`.
+    pub fn input_size(&self) -> usize {
+        self.w_t.nrows()
+    }
+
+    /// `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.r_t.nrows()
+    }
+
+    /// Whether the reset gate is applied after the candidate's recurrent product.
+    pub fn linear_before_reset(&self) -> bool {
+        self.linear_before_reset
+    }
+
+    #[inline]
+    fn clip(&self, v: F) -> F {
+        match self.clip {
+            Some(c) => v.max(-c).min(c),
+            None => v,
+        }
+    }
+
+    /// Runs a time-major sequence `x [T, B, I]` from `h0 [B, H]` (zeros if `None`), forward or
+    /// (`reverse`) from each sample's last valid step back to its first.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] for a wrong shape, [`LstmError::Invalid`] for a length above `T` or
+    /// a length count that is not `B`.
+    pub fn forward(
+        &self,
+        x: ArrayView3<'_, F>,
+        h0: Option<ArrayView2<'_, F>>,
+        lengths: Option<&[usize]>,
+        reverse: bool,
+    ) -> Result<GruOutput<F>> {
+        let (t_len, batch, input) = x.dim();
+        let h = self.hidden_size();
+        check_shape("GRU input", &[input], &[self.input_size()]).map_err(|_| {
+            LstmError::shape(
+                "GRU input",
+                format!("[T, B, {}]", self.input_size()),
+                x.shape(),
+            )
+        })?;
+        let mut state = match h0 {
+            Some(a) => {
+                check_shape("GRU initial state", a.shape(), &[batch, h])?;
+                a.to_owned()
+            }
+            None => Array2::zeros((batch, h)),
+        };
+        let lens: Vec<usize> = match lengths {
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(LstmError::invalid(
+                        "sequence lengths",
+                        format!(
+                            "expected one length per batch row ({batch}), got {}",
+                            l.len()
+                        ),
+                    ));
+                }
+                if let Some((row, &bad)) = l.iter().enumerate().find(|(_, v)| **v > t_len) {
+                    return Err(LstmError::invalid(
+                        "sequence lengths",
+                        format!("length {bad} of batch row {row} is outside 0..={t_len}"),
+                    ));
+                }
+                l.to_vec()
+            }
+            None => vec![t_len; batch],
+        };
+        let mut output = Array3::zeros((t_len, batch, h));
+        if t_len == 0 || batch == 0 || h == 0 {
+            return Ok(GruOutput { output, h_n: state });
+        }
+        // The input products of every step at once: [T * B, 3H].
+        let flat = x
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((t_len * batch, input))
+            .map_err(|e| LstmError::invalid("GRU input", e))?;
+        let xp = flat.dot(&self.w_t) + &self.wb;
+        let (rz_t, n_t) = (
+            self.r_t.slice(s![.., ..2 * h]),
+            self.r_t.slice(s![.., 2 * h..]),
+        );
+        let mut rh = Array2::<F>::zeros((batch, h));
+        let one = F::one();
+        for step in 0..t_len {
+            // The recurrent products of this step, for every row (rows already done are
+            // masked below).
+            let hz = if self.linear_before_reset {
+                state.dot(&self.r_t) + &self.rb
+            } else {
+                state.dot(&rz_t) + self.rb.slice(s![..2 * h])
+            };
+            let mut reset = Array2::<F>::zeros((batch, h));
+            for b in 0..batch {
+                if step >= lens[b] {
+                    continue;
+                }
+                let t = if reverse { lens[b] - 1 - step } else { step };
+                let xr = xp.row(t * batch + b);
+                for j in 0..h {
+                    let r = self.f.apply(self.clip(xr[h + j] + hz[[b, h + j]]));
+                    reset[[b, j]] = r;
+                    rh[[b, j]] = r * state[[b, j]];
+                }
+            }
+            let hn = if self.linear_before_reset {
+                None
+            } else {
+                Some(rh.dot(&n_t) + self.rb.slice(s![2 * h..]))
+            };
+            for b in 0..batch {
+                if step >= lens[b] {
+                    continue;
+                }
+                let t = if reverse { lens[b] - 1 - step } else { step };
+                let xr = xp.row(t * batch + b);
+                for j in 0..h {
+                    let z = self.f.apply(self.clip(xr[j] + hz[[b, j]]));
+                    let rec = match &hn {
+                        Some(hn) => hn[[b, j]],
+                        None => reset[[b, j]] * hz[[b, 2 * h + j]],
+                    };
+                    let n = self.g.apply(self.clip(xr[2 * h + j] + rec));
+                    let new = (one - z) * n + z * state[[b, j]];
+                    state[[b, j]] = new;
+                    output[[t, b, j]] = new;
+                }
+            }
+        }
+        Ok(GruOutput { output, h_n: state })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lstm_core::ndarray::Array;
+
+    /// The GRU equations one scalar at a time, in f64, for one sample.
+    fn reference(cell: &GruCell<f64>, x: &[Vec<f64>], h0: &[f64]) -> Vec<Vec<f64>> {
+        let h = cell.hidden_size();
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let mut state = h0.to_vec();
+        let mut out = Vec::new();
+        for xt in x {
+            let wx = |row: usize| {
+                (0..xt.len())
+                    .map(|k| cell.w_t[[k, row]] * xt[k])
+                    .sum::<f64>()
+                    + cell.wb[row]
+            };
+            let rv = |row: usize, v: &[f64]| {
+                (0..h).map(|k| cell.r_t[[k, row]] * v[k]).sum::<f64>() + cell.rb[row]
+            };
+            let z: Vec<f64> = (0..h).map(|j| sig(wx(j) + rv(j, &state))).collect();
+            let r: Vec<f64> = (0..h).map(|j| sig(wx(h + j) + rv(h + j, &state))).collect();
+            let rh: Vec<f64> = (0..h).map(|j| r[j] * state[j]).collect();
+            let n: Vec<f64> = (0..h)
+                .map(|j| {
+                    let rec = if cell.linear_before_reset {
+                        r[j] * rv(2 * h + j, &state)
+                    } else {
+                        rv(2 * h + j, &rh)
+                    };
+                    (wx(2 * h + j) + rec).tanh()
+                })
+                .collect();
+            state = (0..h)
+                .map(|j| (1.0 - z[j]) * n[j] + z[j] * state[j])
+                .collect();
+            out.push(state.clone());
+        }
+        out
+    }
+
+    fn cell(i: usize, h: usize, lbr: bool, seed: u64) -> GruCell<f64> {
+        let mut rng = lstm_core::init::SplitMix64::new(seed);
+        GruCell::new(
+            rng.uniform_array((3 * h, i), 0.8),
+            rng.uniform_array((3 * h, h), 0.8),
+            Some(rng.uniform_array(3 * h, 0.5)),
+            Some(rng.uniform_array(3 * h, 0.5)),
+            lbr,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn matches_the_equations_both_ways_with_lengths() {
+        for lbr in [false, true] {
+            let c = cell(3, 5, lbr, 7);
+            let mut rng = lstm_core::init::SplitMix64::new(11);
+            let x: Array3<f64> = rng.uniform_array((6, 3, 3), 1.5);
+            let h0: Array2<f64> = rng.uniform_array((3, 5), 1.0);
+            let lens = [6, 2, 0];
+            for reverse in [false, true] {
+                let out = c
+                    .forward(x.view(), Some(h0.view()), Some(&lens), reverse)
+                    .unwrap();
+                for b in 0..3 {
+                    let mut steps: Vec<usize> = (0..lens[b]).collect();
+                    if reverse {
+                        steps.reverse();
+                    }
+                    let xs: Vec<Vec<f64>> = steps
+                        .iter()
+                        .map(|&t| x.slice(s![t, b, ..]).to_vec())
+                        .collect();
+                    let want = reference(&c, &xs, &h0.row(b).to_vec());
+                    for (k, &t) in steps.iter().enumerate() {
+                        for j in 0..5 {
+                            assert!((out.output[[t, b, j]] - want[k][j]).abs() < 1e-12);
+                        }
+                    }
+                    let last = want.last().cloned().unwrap_or_else(|| h0.row(b).to_vec());
+                    for j in 0..5 {
+                        assert!((out.h_n[[b, j]] - last[j]).abs() < 1e-12);
+                    }
+                    for t in lens[b]..6 {
+                        assert!(out.output.slice(s![t, b, ..]).iter().all(|&v| v == 0.0));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn torch_order_is_reordered() {
+        let c = cell(2, 3, true, 3);
+        // Back to PyTorch's r, z, n order, then through from_torch.
+        let w = c.w_t.t().to_owned();
+        let r = c.r_t.t().to_owned();
+        let reorder = |a: &Array2<f64>| {
+            lstm_core::ndarray::concatenate(
+                Axis(0),
+                &[
+                    a.slice(s![3..6, ..]),
+                    a.slice(s![0..3, ..]),
+                    a.slice(s![6..9, ..]),
+                ],
+            )
+            .unwrap()
+        };
+        let vec = |v: &Array1<f64>| -> Array1<f64> {
+            v.slice(s![3..6])
+                .iter()
+                .chain(v.slice(s![0..3]).iter())
+                .chain(v.slice(s![6..9]).iter())
+                .copied()
+                .collect()
+        };
+        let t = GruCell::from_torch(
+            reorder(&w).view(),
+            reorder(&r).view(),
+            Some(vec(&c.wb)),
+            Some(vec(&c.rb)),
+        )
+        .unwrap();
+        assert_eq!(t.w_t, c.w_t);
+        assert_eq!(t.r_t, c.r_t);
+        assert_eq!(t.wb, c.wb);
+        assert_eq!(t.rb, c.rb);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let w = Array::<f64, _>::zeros((6, 2));
+        assert!(matches!(
+            GruCell::<f64>::new(Array::zeros((5, 2)), Array::zeros((5, 2)), None, None, true),
+            Err(LstmError::Shape { .. })
+        ));
+        assert!(matches!(
+            GruCell::new(w.clone(), Array::zeros((6, 3)), None, None, true),
+            Err(LstmError::Shape { .. })
+        ));
+        let mut bad = w.clone();
+        bad[[1, 1]] = f64::NAN;
+        assert!(matches!(
+            GruCell::new(bad, Array::zeros((6, 2)), None, None, true),
+            Err(LstmError::NonFinite { .. })
+        ));
+        let c = GruCell::new(w, Array::zeros((6, 2)), None, None, true).unwrap();
+        let x = Array3::<f64>::zeros((3, 2, 2));
+        assert!(matches!(
+            c.forward(x.view(), None, Some(&[4, 1]), false),
+            Err(LstmError::Invalid { .. })
+        ));
+        assert!(matches!(
+            c.forward(x.view(), None, Some(&[1]), false),
+            Err(LstmError::Invalid { .. })
+        ));
+        assert!(matches!(
+            c.forward(Array3::<f64>::zeros((3, 2, 5)).view(), None, None, false),
+            Err(LstmError::Shape { .. })
+        ));
+        assert!(matches!(
+            c.forward(x.view(), Some(Array2::zeros((3, 2)).view()), None, false),
+            Err(LstmError::Shape { .. })
+        ));
+    }
+}

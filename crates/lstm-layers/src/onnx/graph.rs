@@ -1,0 +1,693 @@
+//! A whole ONNX graph, run from its declared inputs to its declared outputs: recurrent nodes
+//! (`LSTM`, `GRU`) and the tensor operators exporters put around them ([`super::ops`]).
+//!
+//! Loading folds every node whose inputs are all constants (initializers, `Constant` nodes, and
+//! what is computed from them alone), so weights built by constant subgraphs are found. A node of
+//! any other operator is kept as unsupported: [`OnnxGraph::run`] refuses the graph and names
+//! it, while its recurrent nodes can still be run alone ([`OnnxGraph::node`]).
+
+use std::collections::HashMap;
+
+use lstm_core::ndarray::ArrayD;
+use lstm_core::{LstmError, Result, Scalar};
+use prost::Message;
+
+use super::gru::OnnxGru;
+use super::lstm::OnnxLstm;
+use super::ops::Op;
+use super::proto::{self, NodeProto, ValueInfoProto};
+use super::tensor::{ElemType, Tensor, Value, decode_tensor};
+
+/// One dimension of a declared input or output shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A named size (`"batch"`): every dimension of that name has the same size in one run.
+    Named(String),
+    /// Not given.
+    Unknown,
+}
+
+/// A declared graph input or output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphValue {
+    /// Its name in the graph.
+    pub name: String,
+    /// Its element type.
+    pub elem: ElemType,
+    /// Its shape, when the graph declares one.
+    pub dims: Option<Vec<Dim>>,
+}
+
+impl GraphValue {
+    /// `name [2, batch, 4] float32`, for messages.
+    pub fn describe(&self) -> String {
+        let dims = match &self.dims {
+            Some(d) => {
+                let parts: Vec<String> = d
+                    .iter()
+                    .map(|x| match x {
+                        Dim::Fixed(n) => n.to_string(),
+                        Dim::Named(s) => s.clone(),
+                        Dim::Unknown => "?".into(),
+                    })
+                    .collect();
+                format!(" [{}]", parts.join(", "))
+            }
+            None => String::new(),
+        };
+        format!("{:?}{dims} {}", self.name, self.elem.name())
+    }
+
+    fn from_proto(v: &ValueInfoProto) -> Self {
+        let tensor = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+        GraphValue {
+            name: v.name.clone(),
+            elem: ElemType::from_code(tensor.map_or(0, |t| t.elem_type)),
+            dims: tensor.and_then(|t| t.shape.as_ref()).map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match (d.dim_value, &d.dim_param) {
+                        (Some(n), _) if n >= 0 => Dim::Fixed(n as usize),
+                        (_, Some(p)) if !p.is_empty() => Dim::Named(p.clone()),
+                        _ => Dim::Unknown,
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// What a graph input feeds, found by following it through the tensor operators to the input
+/// of a recurrent node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputRole {
+    /// `X`.
+    Sequence,
+    /// `sequence_lens`.
+    Lengths,
+    /// `initial_h`.
+    InitialH,
+    /// `initial_c`.
+    InitialC,
+}
+
+/// What a graph output holds, found by following it back to the output of recurrent nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputRole {
+    /// `Y`.
+    Sequence,
+    /// `Y_h`.
+    FinalH,
+    /// `Y_c`.
+    FinalC,
+}
+
+/// A recurrent node of a graph.
+#[derive(Clone, Debug)]
+pub enum RecurrentNode<F> {
+    /// An `LSTM` node.
+    Lstm(Box<OnnxLstm<F>>),
+    /// A `GRU` node.
+    Gru(OnnxGru<F>),
+}
+
+#[derive(Clone, Debug)]
+enum Kind<F> {
+    Tensor(Op),
+    Recurrent(RecurrentNode<F>),
+    Unsupported,
+}
+
+#[derive(Clone, Debug)]
+struct Step<F> {
+    name: String,
+    op_type: String,
+    kind: Kind<F>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl<F> Step<F> {
+    fn what(&self) -> String {
+        format!("{} node {:?}", self.op_type, self.name)
+    }
+
+    /// Whether running the step reads input `k` (a recurrent node's weights were taken when it
+    /// was built).
+    fn reads(&self, k: usize) -> bool {
+        !matches!(self.kind, Kind::Recurrent(_)) || matches!(k, 0 | 4..=6)
+    }
+
+    /// Whether input `k` carries the data (as opposed to a shape, axes or indices operand), so
+    /// that a role passes through it.
+    fn passes(&self, k: usize) -> bool {
+        match &self.kind {
+            Kind::Tensor(Op::Concat(_)) => true,
+            Kind::Tensor(Op::Shape(..) | Op::ConstantOfShape(_)) => false,
+            Kind::Tensor(_) => k == 0,
+            _ => false,
+        }
+    }
+}
+
+/// An ONNX graph ready to run at precision `F`.
+#[derive(Clone, Debug)]
+pub struct OnnxGraph<F> {
+    source: String,
+    inputs: Vec<GraphValue>,
+    outputs: Vec<GraphValue>,
+    steps: Vec<Step<F>>,
+    /// Constants the steps or the outputs read, at precision `F`.
+    constants: HashMap<String, Value<F>>,
+}
+
+/// The tensor of a `Constant` node, from whichever of its attributes it has.
+fn constant_value(node: &NodeProto) -> Result<Tensor> {
+    let what = format!("Constant node {:?}", node.name);
+    let a = match node.attribute.as_slice() {
+        [a] => a,
+        other => {
+            return Err(LstmError::format(
+                what,
+                format!("expected one attribute, found {}", other.len()),
+            ));
+        }
+    };
+    let scalar = |v: Value<f64>| v;
+    Ok(match a.name.as_str() {
+        "value" => decode_tensor(
+            a.t.as_ref()
+                .ok_or_else(|| LstmError::format(&what, "value holds no tensor"))?,
+        )?,
+        "value_float" => scalar(Value::Float(ArrayD::from_elem(vec![], f64::from(a.f)))),
+        "value_int" => scalar(Value::Int(ArrayD::from_elem(vec![], a.i))),
+        "value_floats" => Value::Float(
+            ArrayD::from_shape_vec(
+                vec![a.floats.len()],
+                a.floats.iter().map(|&v| f64::from(v)).collect(),
+            )
+            .map_err(|e| LstmError::format(&what, e))?,
+        ),
+        "value_ints" => Value::Int(
+            ArrayD::from_shape_vec(vec![a.ints.len()], a.ints.clone())
+                .map_err(|e| LstmError::format(&what, e))?,
+        ),
+        other => {
+            return Err(LstmError::unsupported(format!(
+                "{what}: attribute {other:?} (supported: value, value_float(s), value_int(s))"
+            )));
+        }
+    })
+}
+
+fn is_default_domain(d: &str) -> bool {
+    d.is_empty() || d == "ai.onnx"
+}
+
+impl<F: Scalar> OnnxGraph<F> {
+    /// Decodes a model; `source` names it in messages.
+    ///
+    /// # Errors
+    /// [`LstmError::Format`] for a malformed model, a graph without a recurrent node, or weights
+    /// that are not constants; [`LstmError::Unsupported`] for an opset below 7 or an attribute a
+    /// recurrent node does not have; [`LstmError::Invalid`] for a constant subgraph that fails.
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
+        let model = proto::ModelProto::decode(bytes)
+            .map_err(|e| LstmError::format(format!("{source} (ONNX protobuf)"), e))?;
+        let graph = model
+            .graph
+            .ok_or_else(|| LstmError::format(source, "the model has no graph"))?;
+        if let Some(op) = model
+            .opset_import
+            .iter()
+            .find(|o| is_default_domain(&o.domain))
+            && op.version < 7
+        {
+            return Err(LstmError::unsupported(format!(
+                "opset {} (the recurrent operators are supported from opset 7)",
+                op.version
+            )));
+        }
+        let mut consts: HashMap<String, Tensor> = HashMap::new();
+        for t in &graph.initializer {
+            consts.insert(t.name.clone(), decode_tensor(t)?);
+        }
+        let inputs: Vec<GraphValue> = graph
+            .input
+            .iter()
+            .filter(|v| !consts.contains_key(&v.name))
+            .map(GraphValue::from_proto)
+            .collect();
+        let outputs: Vec<GraphValue> = graph.output.iter().map(GraphValue::from_proto).collect();
+        let mut steps = Vec::new();
+        for node in &graph.node {
+            let step = |kind| Step {
+                name: node.name.clone(),
+                op_type: node.op_type.clone(),
+                kind,
+                inputs: node.input.clone(),
+                outputs: node.output.clone(),
+            };
+            if !is_default_domain(&node.domain) {
+                steps.push(step(Kind::Unsupported));
+                continue;
+            }
+            let kind = match node.op_type.as_str() {
+                "Constant" => {
+                    if let Some(out) = node.output.first() {
+                        consts.insert(out.clone(), constant_value(node)?);
+                    }
+                    continue;
+                }
+                "LSTM" => Kind::Recurrent(RecurrentNode::Lstm(Box::new(OnnxLstm::from_node(
+                    node, &consts,
+                )?))),
+                "GRU" => Kind::Recurrent(RecurrentNode::Gru(OnnxGru::from_node(node, &consts)?)),
+                _ => match Op::parse(node).map_err(|m| {
+                    LstmError::unsupported(format!("{} node {:?}: {m}", node.op_type, node.name))
+                })? {
+                    Some(op) => {
+                        let args: Option<Vec<Option<&Tensor>>> = node
+                            .input
+                            .iter()
+                            .map(|n| {
+                                if n.is_empty() {
+                                    Some(None)
+                                } else {
+                                    consts.get(n).map(Some)
+                                }
+                            })
+                            .collect();
+                        if let Some(args) = args {
+                            // Every input is a constant: compute the node now.
+                            let values = op.run(&args, node.output.len()).map_err(|m| {
+                                LstmError::invalid(
+                                    format!("{} node {:?}", node.op_type, node.name),
+                                    m,
+                                )
+                            })?;
+                            for (name, v) in node.output.iter().zip(values) {
+                                consts.insert(name.clone(), v);
+                            }
+                            continue;
+                        }
+                        Kind::Tensor(op)
+                    }
+                    None => Kind::Unsupported,
+                },
+            };
+            steps.push(step(kind));
+        }
+        if !steps.iter().any(|s| matches!(s.kind, Kind::Recurrent(_))) {
+            let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+            return Err(LstmError::format(
+                source,
+                format!("no LSTM or GRU node in the graph (nodes: {ops:?})"),
+            ));
+        }
+        let wanted = steps
+            .iter()
+            .flat_map(|s| s.inputs.iter().enumerate().filter(|(k, _)| s.reads(*k)))
+            .map(|(_, n)| n)
+            .chain(outputs.iter().map(|o| &o.name));
+        let mut constants = HashMap::new();
+        for name in wanted {
+            if let Some(t) = consts.get(name) {
+                constants.insert(name.clone(), t.to_precision::<F>());
+            }
+        }
+        Ok(Self {
+            source: source.to_string(),
+            inputs,
+            outputs,
+            steps,
+            constants,
+        })
+    }
+
+    /// The inputs a run must be given (graph inputs without an initializer), in order.
+    pub fn inputs(&self) -> &[GraphValue] {
+        &self.inputs
+    }
+
+    /// The outputs a run gives, in order.
+    pub fn outputs(&self) -> &[GraphValue] {
+        &self.outputs
+    }
+
+    /// The nodes [`OnnxGraph::run`] cannot execute: `(node name, operator)`.
+    pub fn unsupported(&self) -> Vec<(&str, &str)> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Unsupported))
+            .map(|s| (s.name.as_str(), s.op_type.as_str()))
+            .collect()
+    }
+
+    /// The recurrent nodes: `(node name, operator, first output)`.
+    pub fn recurrent_nodes(&self) -> Vec<(&str, &str, &str)> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Recurrent(_)))
+            .map(|s| {
+                let first = s.outputs.iter().find(|o| !o.is_empty());
+                (
+                    s.name.as_str(),
+                    s.op_type.as_str(),
+                    first.map_or("", String::as_str),
+                )
+            })
+            .collect()
+    }
+
+    fn find_node(&self, name: &str) -> Result<usize> {
+        self.steps
+            .iter()
+            .position(|s| {
+                matches!(s.kind, Kind::Recurrent(_))
+                    && (s.name == name
+                        || (s.name.is_empty() && s.outputs.iter().any(|o| o == name)))
+            })
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .recurrent_nodes()
+                    .iter()
+                    .map(|(n, op, out)| {
+                        if n.is_empty() {
+                            format!("{op} with output {out:?}")
+                        } else {
+                            format!("{op} {n:?}")
+                        }
+                    })
+                    .collect();
+                LstmError::invalid(
+                    "node",
+                    format!(
+                        "{} has no LSTM or GRU node named {name:?} (it has {})",
+                        self.source,
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The recurrent node named `name` (or, for an unnamed node, with an output of that name),
+    /// to run alone on its own input and output convention.
+    ///
+    /// # Errors
+    /// [`LstmError::Invalid`] listing the recurrent nodes when none has that name.
+    pub fn node(&self, name: &str) -> Result<&RecurrentNode<F>> {
+        match &self.steps[self.find_node(name)?].kind {
+            Kind::Recurrent(r) => Ok(r),
+            _ => unreachable!("find_node returns recurrent steps"),
+        }
+    }
+
+    /// The optional inputs of node `name` (slot 4 `sequence_lens`, 5 `initial_h`, 6 `initial_c`)
+    /// that the graph computes at run time, so that running the node alone needs them given:
+    /// `(slot, value name)`.
+    ///
+    /// # Errors
+    /// As [`OnnxGraph::node`].
+    pub fn computed_state_inputs(&self, name: &str) -> Result<Vec<(usize, &str)>> {
+        let step = &self.steps[self.find_node(name)?];
+        Ok(step
+            .inputs
+            .iter()
+            .enumerate()
+            .skip(4)
+            .filter(|(k, n)| *k <= 6 && !n.is_empty() && !self.constants.contains_key(*n))
+            .map(|(k, n)| (k, n.as_str()))
+            .collect())
+    }
+
+    /// Sets the threads every LSTM node uses (see [`crate::StackOptions::threads`]).
+    pub fn set_threads(&mut self, threads: usize) {
+        for s in &mut self.steps {
+            if let Kind::Recurrent(r) = &mut s.kind
+                && let RecurrentNode::Lstm(l) = r
+            {
+                l.threads = threads;
+            }
+        }
+    }
+
+    /// What input `name` feeds, when it feeds one kind of recurrent input only.
+    pub fn input_role(&self, name: &str) -> Option<InputRole> {
+        let mut roles = Vec::new();
+        let mut todo = vec![name.to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(v) = todo.pop() {
+            if !seen.insert(v.clone()) {
+                continue;
+            }
+            for s in &self.steps {
+                for (k, _) in s.inputs.iter().enumerate().filter(|(_, n)| **n == v) {
+                    match &s.kind {
+                        Kind::Recurrent(r) => roles.push(match (k, r) {
+                            (0, _) => Some(InputRole::Sequence),
+                            (4, _) => Some(InputRole::Lengths),
+                            (5, _) => Some(InputRole::InitialH),
+                            (6, RecurrentNode::Lstm(_)) => Some(InputRole::InitialC),
+                            _ => None,
+                        }),
+                        _ if s.passes(k) => todo.extend(s.outputs.iter().cloned()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        roles.dedup();
+        match roles.as_slice() {
+            [Some(r)] => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// What output `name` holds, when it comes from one kind of recurrent output only.
+    pub fn output_role(&self, name: &str) -> Option<OutputRole> {
+        let mut roles = Vec::new();
+        let mut todo = vec![name.to_string()];
+        while let Some(v) = todo.pop() {
+            let Some(s) = self.steps.iter().find(|s| s.outputs.contains(&v)) else {
+                roles.push(None);
+                continue;
+            };
+            let k = s.outputs.iter().position(|o| *o == v).unwrap_or(0);
+            match &s.kind {
+                Kind::Recurrent(_) => roles.push(match k {
+                    0 => Some(OutputRole::Sequence),
+                    1 => Some(OutputRole::FinalH),
+                    _ => Some(OutputRole::FinalC),
+                }),
+                Kind::Tensor(_) => todo.extend(
+                    s.inputs
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, n)| s.passes(*j) && !n.is_empty())
+                        .map(|(_, n)| n.clone()),
+                ),
+                Kind::Unsupported => roles.push(None),
+            }
+        }
+        roles.sort_by_key(|r| r.map(|r| r as u8));
+        roles.dedup();
+        match roles.as_slice() {
+            [Some(r)] => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// Runs the graph on `feeds` (one value per entry of [`OnnxGraph::inputs`], by name) and
+    /// gives the values of [`OnnxGraph::outputs`], in order.
+    ///
+    /// # Errors
+    /// [`LstmError::Unsupported`] naming every node the graph has that this library does not
+    /// execute; [`LstmError::Invalid`] for a missing, unknown or mistyped feed or a node whose
+    /// inputs do not fit it; [`LstmError::Shape`] for a feed whose shape is not the declared
+    /// one, and whatever the recurrent nodes report.
+    pub fn run(&self, feeds: Vec<(String, Value<F>)>) -> Result<Vec<Value<F>>> {
+        let unsupported = self.unsupported();
+        if !unsupported.is_empty() {
+            let list: Vec<String> = unsupported
+                .iter()
+                .map(|(n, op)| format!("{op} (node {n:?})"))
+                .collect();
+            return Err(LstmError::unsupported(format!(
+                "{} has nodes this library does not execute: {}",
+                self.source,
+                list.join(", ")
+            )));
+        }
+        let mut env: HashMap<&str, Value<F>> = HashMap::new();
+        let mut sizes: HashMap<&str, usize> = HashMap::new();
+        for (name, value) in feeds {
+            let decl = self.inputs.iter().find(|i| i.name == name).ok_or_else(|| {
+                let names: Vec<String> = self.inputs.iter().map(GraphValue::describe).collect();
+                LstmError::invalid(
+                    format!("graph input {name:?}"),
+                    format!(
+                        "{} has no such input (its inputs: {})",
+                        self.source,
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            check_declared(decl, &value, &mut sizes, "graph input")?;
+            env.insert(decl.name.as_str(), value);
+        }
+        if let Some(missing) = self
+            .inputs
+            .iter()
+            .find(|i| !env.contains_key(i.name.as_str()))
+        {
+            return Err(LstmError::invalid(
+                format!("graph input {}", missing.describe()),
+                "not given",
+            ));
+        }
+        for step in &self.steps {
+            let args = step
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, n)| {
+                    if n.is_empty() || !step.reads(k) {
+                        return Ok(None);
+                    }
+                    env.get(n.as_str()).or_else(|| self.constants.get(n)).map(Some).ok_or_else(|| {
+                        LstmError::format(
+                            &self.source,
+                            format!(
+                                "{} reads {n:?}, which no graph input, initializer or earlier node gives",
+                                step.what()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let values = match &step.kind {
+                Kind::Tensor(op) => op
+                    .run(&args, step.outputs.len())
+                    .map_err(|m| LstmError::invalid(step.what(), m))?,
+                Kind::Recurrent(r) => match r {
+                    RecurrentNode::Lstm(l) => l.run_values(&args),
+                    RecurrentNode::Gru(g) => g.run_values(&args),
+                }
+                .map_err(|e| in_node(e, &step.what()))?,
+                Kind::Unsupported => unreachable!("refused above"),
+            };
+            for (name, v) in step.outputs.iter().zip(values) {
+                if !name.is_empty() {
+                    env.insert(name.as_str(), v);
+                }
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|o| {
+                let v = env
+                    .remove(o.name.as_str())
+                    .or_else(|| self.constants.get(&o.name).cloned())
+                    .ok_or_else(|| {
+                        LstmError::format(
+                            &self.source,
+                            format!("no node gives the graph output {:?}", o.name),
+                        )
+                    })?;
+                check_declared(o, &v, &mut sizes, "graph output")?;
+                Ok(v)
+            })
+            .collect()
+    }
+}
+
+/// Names the node in an error about one of its inputs.
+fn in_node(e: LstmError, node: &str) -> LstmError {
+    match e {
+        LstmError::Shape {
+            what,
+            expected,
+            got,
+        } => LstmError::Shape {
+            what: format!("{what} of {node}"),
+            expected,
+            got,
+        },
+        LstmError::Invalid { what, reason } => LstmError::Invalid {
+            what: format!("{what} of {node}"),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// Checks a value against a declared input or output: kind, precision, rank, fixed sizes and
+/// named sizes (the same name, the same size, within one run).
+fn check_declared<'a, F: Scalar>(
+    decl: &'a GraphValue,
+    value: &Value<F>,
+    sizes: &mut HashMap<&'a str, usize>,
+    what: &str,
+) -> Result<()> {
+    let here = || format!("{what} {}", decl.describe());
+    let precision = if F::NAME == "f32" {
+        ElemType::Float32
+    } else {
+        ElemType::Float64
+    };
+    let fits = match value {
+        Value::Float(_) => decl.elem == precision,
+        Value::Int(_) => decl.elem.is_int(),
+    };
+    if !fits && decl.elem != ElemType::Other(0) {
+        let given = match value {
+            Value::Float(_) => precision.name(),
+            Value::Int(_) => "integers".into(),
+        };
+        return Err(LstmError::invalid(
+            here(),
+            format!("got {given} (a run computes in the precision of its input)"),
+        ));
+    }
+    let Some(dims) = &decl.dims else {
+        return Ok(());
+    };
+    let shape = value.shape();
+    let expected = || {
+        let parts: Vec<String> = dims
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => n.to_string(),
+                Dim::Named(s) => s.clone(),
+                Dim::Unknown => "?".into(),
+            })
+            .collect();
+        format!("[{}]", parts.join(", "))
+    };
+    if shape.len() != dims.len() {
+        return Err(LstmError::shape(here(), expected(), shape));
+    }
+    for (d, &n) in dims.iter().zip(shape) {
+        match d {
+            Dim::Fixed(m) if *m != n => return Err(LstmError::shape(here(), expected(), shape)),
+            Dim::Named(s) => {
+                let bound = *sizes.entry(s.as_str()).or_insert(n);
+                if bound != n {
+                    return Err(LstmError::shape(
+                        here(),
+                        format!(
+                            "{} with {s} = {bound} (as another input has it)",
+                            expected()
+                        ),
+                        shape,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The ONNX `LSTM` operator (opset 7 and later) with its full semantics: `X, W, R, B,
+//! sequence_lens, initial_h, initial_c, P`; gate order i, o, f, c; `clip`, `input_forget`,
+//! `activations` with `activation_alpha` / `activation_beta`, `direction`, and `layout` 0 and 1.
+
+use std::collections::HashMap;
+
+use lstm_core::ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Ix3};
+use lstm_core::{
+    EngineSpec, GateConfig, Layout, LstmEngine, LstmError, Result, Scalar, check_shape,
+};
+
+use super::proto::NodeProto;
+use super::rnn::{NodeInputs, OnnxDirection, RnnAttrs, to_float};
+use super::tensor::{Tensor, Value};
+use crate::{EmptyFinalState, LstmStack, StackOptions, convert};
+
+/// An ONNX LSTM node ready to run.
+#[derive(Clone, Debug)]
+pub struct OnnxLstm<F> {
+    stack: LstmStack<F>,
+    direction: OnnxDirection,
+    layout: usize,
+    hidden: usize,
+    /// `sequence_lens` stored in the model, if any.
+    pub sequence_lens: Option<Vec<i64>>,
+    /// `initial_h` stored in the model, if any (in the node's layout).
+    pub initial_h: Option<Array3<F>>,
+    /// `initial_c` stored in the model, if any (in the node's layout).
+    pub initial_c: Option<Array3<F>>,
+    /// Threads [`OnnxLstm::run`] uses (see [`StackOptions::threads`]); 1 by default.
+    pub threads: usize,
+}
+
+/// The three outputs of the operator, shaped for the node's layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnnxOutput<F> {
+    /// `Y`: `[T, D, B, H]` (layout 0) or `[B, T, D, H]` (layout 1).
+    pub y: Array4<F>,
+    /// `Y_h`: `[D, B, H]` (layout 0) or `[B, D, H]` (layout 1).
+    pub y_h: Array3<F>,
+    /// `Y_c`: like `Y_h`.
+    pub y_c: Array3<F>,
+}
+
+impl<F: Scalar> OnnxLstm<F> {
+    /// Builds an `LSTM` node of a graph at precision `F`. `constants` holds the graph's
+    /// initializers, `Constant` outputs and whatever was computed from them alone; `W`, `R`,
+    /// `B` and `P` must be among them, and `sequence_lens`, `initial_h` and `initial_c` are kept
+    /// when they are (see [`OnnxLstm::run`]).
+    ///
+    /// # Errors
+    /// [`LstmError::Format`] for weights that are not constants, [`LstmError::Unsupported`] for
+    /// an unknown attribute or attribute value, [`LstmError::Shape`] for tensors that do not fit
+    /// together.
+    pub fn from_node(node: &NodeProto, constants: &HashMap<String, Tensor>) -> Result<Self> {
+        let inputs = NodeInputs { node, constants };
+        let missing = |what: &str| {
+            LstmError::format(
+                format!("LSTM node {:?}", node.name),
+                format!("the node has no {what} input"),
+            )
+        };
+        let w: Array3<F> = inputs.weight(1, "W")?.ok_or_else(|| missing("W"))?;
+        let r: Array3<F> = inputs.weight(2, "R")?.ok_or_else(|| missing("R"))?;
+        let attrs = RnnAttrs::parse(node, "input_forget")?;
+        let d = attrs.direction.count();
+        let (wd, rows, _) = w.dim();
+        if wd != d || rows == 0 || !rows.is_multiple_of(4) {
+            return Err(LstmError::shape(
+                "W",
+                format!("[{d}, 4*hidden_size, input_size]"),
+                w.shape(),
+            ));
+        }
+        let h = rows / 4;
+        attrs.check_hidden(h, w.shape(), 4)?;
+        check_shape("R", r.shape(), &[d, 4 * h, h])?;
+        let b: Option<Array2<F>> = inputs.weight(3, "B")?;
+        if let Some(b) = &b {
+            check_shape("B", b.shape(), &[d, 8 * h])?;
+        }
+        let p: Option<Array2<F>> = inputs.weight(7, "P")?;
+        if let Some(p) = &p {
+            check_shape("P", p.shape(), &[d, 3 * h])?;
+        }
+        let funcs = attrs.functions::<F>(&["Sigmoid", "Tanh", "Tanh"])?;
+        let gates = GateConfig::<F> {
+            clip: attrs.clip.map(|c| F::of(f64::from(c))),
+            input_forget: attrs.flag,
+            ..GateConfig::default()
+        };
+        let mut engines = Vec::new();
+        for dir in 0..d {
+            let wk = convert::gates_from_onnx(w.index_axis(Axis(0), dir))?;
+            let rk = convert::gates_from_onnx(r.index_axis(Axis(0), dir))?;
+            let biases = match &b {
+                Some(b) => {
+                    let (wb, rb) = convert::bias_from_onnx(b.row(dir))?;
+                    vec![wb, rb]
+                }
+                None => Vec::new(),
+            };
+            let peep = p
+                .as_ref()
+                .map(|p| convert::peephole_from_onnx(p.row(dir)))
+                .transpose()?;
+            let mut spec = EngineSpec::standard(wk.view(), rk.view());
+            spec.biases = biases.iter().map(|b| b.view()).collect();
+            spec.peephole = peep.as_ref().map(|p| p.view());
+            spec.gates = GateConfig {
+                f: funcs[3 * dir],
+                g: funcs[3 * dir + 1],
+                h: funcs[3 * dir + 2],
+                ..gates
+            };
+            engines.push(LstmEngine::new(spec)?);
+        }
+        let sequence_lens = inputs
+            .stored(4)
+            .map(|t| t.ints("sequence_lens"))
+            .transpose()?;
+        let initial_h = inputs
+            .stored(5)
+            .map(|t| to_float::<F, Ix3, f64>(t, "initial_h"))
+            .transpose()?;
+        let initial_c = inputs
+            .stored(6)
+            .map(|t| to_float::<F, Ix3, f64>(t, "initial_c"))
+            .transpose()?;
+        let mut stack = LstmStack::new(vec![engines])?;
+        if attrs.direction == OnnxDirection::Reverse {
+            stack = stack.with_directions(&[lstm_core::Direction::Reverse])?;
+        }
+        Ok(Self {
+            stack,
+            direction: attrs.direction,
+            layout: attrs.layout,
+            hidden: h,
+            sequence_lens,
+            initial_h,
+            initial_c,
+            threads: 1,
+        })
+    }
+
+    /// Runs the node on graph values: `inputs[k]` is the node's input `k` (`X`, `W`, ...), or
+    /// `None` when absent; gives `[Y, Y_h, Y_c]`.
+    pub(super) fn run_values(&self, inputs: &[Option<&Value<F>>]) -> Result<Vec<Value<F>>> {
+        let get = |k: usize| inputs.get(k).copied().flatten();
+        let x: Array3<F> = to_float(
+            get(0).ok_or_else(|| LstmError::invalid("LSTM", "no input X"))?,
+            "X",
+        )?;
+        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
+        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
+        let c0: Option<Array3<F>> = get(6).map(|v| to_float(v, "initial_c")).transpose()?;
+        let out = self.run(
+            x.view(),
+            lens.as_deref(),
+            h0.as_ref().map(|a| a.view()),
+            c0.as_ref().map(|a| a.view()),
+        )?;
+        Ok(vec![
+            Value::Float(out.y.into_dyn()),
+            Value::Float(out.y_h.into_dyn()),
+            Value::Float(out.y_c.into_dyn()),
+        ])
+    }
+
+    /// The node's `layout` attribute (0 or 1).
+    pub fn layout(&self) -> usize {
+        self.layout
+    }
+
+    /// The direction attribute.
+    pub fn direction(&self) -> OnnxDirection {
+        self.direction
+    }
+
+    /// Runs the node. Arguments given here override the model's stored optional inputs. Shapes
+    /// follow the node's layout: `X [T, B, I]` or `[B, T, I]`, `initial_h` / `initial_c`
+    /// `[D, B, H]` or `[B, D, H]`, `sequence_lens [B]`.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] for a wrong shape, [`LstmError::Invalid`] for lengths outside
+    /// `0..=T`.
+    pub fn run(
+        &self,
+        x: ArrayView3<'_, F>,
+        sequence_lens: Option<&[i64]>,
+        initial_h: Option<ArrayView3<'_, F>>,
+        initial_c: Option<ArrayView3<'_, F>>,
+    ) -> Result<OnnxOutput<F>> {
+        let d = self.stack.num_directions();
+        let h = self.hidden;
+        let layout = if self.layout == 1 {
+            Layout::BatchFirst
+        } else {
+            Layout::TimeMajor
+        };
+        let (t, b) = lstm_core::unroll::dims(x.shape(), layout);
+        let lens_src = sequence_lens.or(self.sequence_lens.as_deref());
+        let lengths = lens_src
+            .map(|l| crate::lengths_from_signed(l, t))
+            .transpose()?;
+        let state_in = |given: Option<ArrayView3<'_, F>>,
+                        stored: &Option<Array3<F>>,
+                        what: &str|
+         -> Result<Option<Array3<F>>> {
+            let a = match given {
+                Some(a) => a.to_owned(),
+                None => match stored {
+                    Some(a) => a.clone(),
+                    None => return Ok(None),
+                },
+            };
+            let want = if self.layout == 1 {
+                [b, d, h]
+            } else {
+                [d, b, h]
+            };
+            check_shape(what, a.shape(), &want)?;
+            Ok(Some(if self.layout == 1 {
+                a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+            } else {
+                a
+            }))
+        };
+        let h0 = state_in(initial_h, &self.initial_h, "initial_h")?;
+        let c0 = state_in(initial_c, &self.initial_c, "initial_c")?;
+        let opts = StackOptions {
+            layout,
+            lengths: lengths.as_deref(),
+            empty_final_state: EmptyFinalState::Zero,
+            threads: self.threads,
+        };
+        let out = self.stack.forward(
+            x,
+            h0.as_ref().map(|a| a.view()),
+            c0.as_ref().map(|a| a.view()),
+            &opts,
+        )?;
+        let y = match layout {
+            Layout::TimeMajor => out
+                .output
+                .into_shape_with_order((t, b, d, h))
+                .map_err(|e| LstmError::invalid("Y", e))?
+                .permuted_axes([0, 2, 1, 3])
+                .as_standard_layout()
+                .into_owned(),
+            Layout::BatchFirst => out
+                .output
+                .into_shape_with_order((b, t, d, h))
+                .map_err(|e| LstmError::invalid("Y", e))?,
+        };
+        let fix = |a: Array3<F>| {
+            if self.layout == 1 {
+                a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+            } else {
+                a
+            }
+        };
+        Ok(OnnxOutput {
+            y,
+            y_h: fix(out.h_n),
+            y_c: fix(out.c_n),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! ONNX models: the whole graph, run from its declared inputs to its declared outputs.
+//!
+//! [`OnnxGraph`] runs `LSTM` and `GRU` nodes (opset 7 and later, every attribute of the
+//! operators) and the tensor operators exporters put around them ([`ops::SUPPORTED`]: Transpose,
+//! Squeeze, Unsqueeze, Reshape, Slice, Concat, Gather, Shape, Cast, Expand, ...), so that a
+//! `torch.onnx.export` of `nn.LSTM` or `nn.GRU` in any layout computes what ONNX Runtime
+//! computes. A graph with any other operator is refused with the names of its nodes; one
+//! recurrent node can still be run alone with [`OnnxGraph::node`].
+//!
+//! The protobuf is decoded with `prost` message types for the subset of `onnx.proto` needed
+//! here ([`proto`]), so no `protoc` is needed at build time.
+
+mod graph;
+mod gru;
+mod lstm;
+pub mod ops;
+pub mod proto;
+mod rnn;
+mod tensor;
+
+pub use graph::{Dim, GraphValue, InputRole, OnnxGraph, OutputRole, RecurrentNode};
+pub use gru::{OnnxGru, OnnxGruOutput};
+pub use lstm::{OnnxLstm, OnnxOutput};
+pub use rnn::{OnnxDirection, resolve_activations};
+pub use tensor::{ElemType, Tensor, Value, decode_tensor};
+
+use lstm_core::{LstmError, Result, Scalar};
+
+/// Reads an `.onnx` file.
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be read; otherwise as [`OnnxGraph::from_bytes`].
+pub fn load<F: Scalar>(path: impl AsRef<std::path::Path>) -> Result<OnnxGraph<F>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| LstmError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    OnnxGraph::from_bytes(&bytes, &path.display().to_string())
+}

@@ -1,0 +1,271 @@
+//! What the recurrent operators (`LSTM`, `GRU`) share: their common attributes, the activation
+//! lists, and reading weights from the graph's constants.
+
+use std::collections::HashMap;
+
+use lstm_core::ndarray::{Array, Dimension};
+use lstm_core::{Activation, LstmError, Result, Scalar};
+
+use super::proto::NodeProto;
+use super::tensor::{Tensor, Value};
+
+/// The direction attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnnxDirection {
+    /// `"forward"`.
+    Forward,
+    /// `"reverse"`.
+    Reverse,
+    /// `"bidirectional"`.
+    Bidirectional,
+}
+
+impl OnnxDirection {
+    /// 1, or 2 when bidirectional.
+    pub fn count(self) -> usize {
+        if self == OnnxDirection::Bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The attributes every recurrent operator has, and the one flag of its own.
+pub(super) struct RnnAttrs {
+    pub direction: OnnxDirection,
+    pub layout: usize,
+    pub hidden_size: Option<i64>,
+    pub clip: Option<f32>,
+    pub activations: Option<Vec<String>>,
+    pub alphas: Vec<f32>,
+    pub betas: Vec<f32>,
+    /// The value of the operator's own 0/1 flag (`input_forget`, `linear_before_reset`).
+    pub flag: bool,
+}
+
+impl RnnAttrs {
+    /// Reads the attributes of `node`; `flag` names the operator's own 0/1 attribute.
+    pub fn parse(node: &NodeProto, flag: &str) -> Result<Self> {
+        let op = node.op_type.as_str();
+        let mut out = RnnAttrs {
+            direction: OnnxDirection::Forward,
+            layout: 0,
+            hidden_size: None,
+            clip: None,
+            activations: None,
+            alphas: Vec::new(),
+            betas: Vec::new(),
+            flag: false,
+        };
+        for a in &node.attribute {
+            match a.name.as_str() {
+                "direction" => {
+                    out.direction = match String::from_utf8_lossy(&a.s).as_ref() {
+                        "forward" => OnnxDirection::Forward,
+                        "reverse" => OnnxDirection::Reverse,
+                        "bidirectional" => OnnxDirection::Bidirectional,
+                        other => {
+                            return Err(LstmError::unsupported(format!(
+                                "direction {other:?} (expected forward, reverse or bidirectional)"
+                            )));
+                        }
+                    }
+                }
+                "layout" => {
+                    out.layout = match a.i {
+                        0 => 0,
+                        1 => 1,
+                        other => {
+                            return Err(LstmError::unsupported(format!(
+                                "layout {other} (expected 0 or 1)"
+                            )));
+                        }
+                    }
+                }
+                "hidden_size" => out.hidden_size = Some(a.i),
+                "clip" => {
+                    // The engine takes any clip >= 0; the operator's reference (ONNX Runtime)
+                    // refuses 0, and so does this importer.
+                    if a.f.is_nan() || a.f <= 0.0 {
+                        return Err(LstmError::invalid(
+                            "clip",
+                            format!("must be positive, got {}", a.f),
+                        ));
+                    }
+                    out.clip = Some(a.f);
+                }
+                "activations" => {
+                    out.activations = Some(
+                        a.strings
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect(),
+                    )
+                }
+                "activation_alpha" => out.alphas = a.floats.clone(),
+                "activation_beta" => out.betas = a.floats.clone(),
+                name if name == flag => {
+                    out.flag = match a.i {
+                        0 => false,
+                        1 => true,
+                        other => {
+                            return Err(LstmError::unsupported(format!(
+                                "{flag} {other} (expected 0 or 1)"
+                            )));
+                        }
+                    }
+                }
+                other => return Err(LstmError::unsupported(format!("{op} attribute {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The activation functions, `per_direction` for each direction, defaulting to `default`.
+    pub fn functions<F: Scalar>(&self, default: &[&str]) -> Result<Vec<Activation<F>>> {
+        let d = self.direction.count();
+        let n = default.len();
+        let names = self.activations.clone().unwrap_or_else(|| {
+            default
+                .iter()
+                .cycle()
+                .take(n * d)
+                .map(|s| s.to_string())
+                .collect()
+        });
+        if names.len() != n * d {
+            return Err(LstmError::invalid(
+                "activations",
+                format!(
+                    "expected {} functions ({n} per direction), got {}",
+                    n * d,
+                    names.len()
+                ),
+            ));
+        }
+        resolve_activations(&names, &self.alphas, &self.betas)
+    }
+
+    /// Checks the `hidden_size` attribute, if any, against the size `h` the weights have.
+    pub fn check_hidden(&self, h: usize, w_shape: &[usize], gates: usize) -> Result<()> {
+        match self.hidden_size {
+            Some(hs) if hs != h as i64 => Err(LstmError::shape(
+                "W",
+                format!(
+                    "[{}, {}, input_size] for hidden_size {hs}",
+                    self.direction.count(),
+                    hs.checked_mul(gates as i64)
+                        .map_or_else(|| format!("{gates} * {hs}"), |v| v.to_string())
+                ),
+                w_shape,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The inputs of a recurrent node that must be constants (weights) and those that may be
+/// (optional state inputs), looked up in the graph's constants.
+pub(super) struct NodeInputs<'a> {
+    pub node: &'a NodeProto,
+    pub constants: &'a HashMap<String, Tensor>,
+}
+
+impl NodeInputs<'_> {
+    /// The name of input `k`, if the node has it.
+    pub fn name(&self, k: usize) -> Option<&str> {
+        self.node
+            .input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .map(String::as_str)
+    }
+
+    fn what(&self) -> String {
+        format!("{} node {:?}", self.node.op_type, self.node.name)
+    }
+
+    /// Input `k` as a float array of `D` dimensions at precision `F`: `None` when the node does
+    /// not have it; an error when it has it and it is not a constant.
+    pub fn weight<F: Scalar, D: Dimension>(
+        &self,
+        k: usize,
+        what: &str,
+    ) -> Result<Option<Array<F, D>>> {
+        let Some(n) = self.name(k) else {
+            return Ok(None);
+        };
+        let t = self.constants.get(n).ok_or_else(|| {
+            LstmError::format(
+                self.what(),
+                format!(
+                    "input {what} ({n:?}) must be an initializer, a Constant or computed from them"
+                ),
+            )
+        })?;
+        to_float(t, what).map(Some)
+    }
+
+    /// Input `k` when it is a constant (an optional input stored in the model).
+    pub fn stored(&self, k: usize) -> Option<&Tensor> {
+        self.name(k).and_then(|n| self.constants.get(n))
+    }
+}
+
+/// A float tensor of `D` dimensions at precision `F`.
+pub(super) fn to_float<F: Scalar, D: Dimension, G: Scalar>(
+    t: &Value<G>,
+    what: &str,
+) -> Result<Array<F, D>> {
+    match t {
+        Value::Float(a) => {
+            let shape = a.shape().to_vec();
+            a.mapv(|v| F::of(v.f64()))
+                .into_dimensionality::<D>()
+                .map_err(|_| LstmError::shape(what, format!("{}-D", D::NDIM.unwrap_or(0)), &shape))
+        }
+        Value::Int(_) => Err(LstmError::format(
+            what,
+            "expected a floating-point tensor, got integers",
+        )),
+    }
+}
+
+/// Resolves activation names and the flat `activation_alpha` / `activation_beta` lists, consumed
+/// in order by the functions that take them. Missing values take ONNX Runtime's defaults
+/// (LeakyRelu 0.01, HardSigmoid 0.2 / 0.5, Elu 1.0, otherwise 0).
+///
+/// # Errors
+/// [`LstmError::Unsupported`] for an unknown function name.
+pub fn resolve_activations<F: Scalar>(
+    names: &[String],
+    alphas: &[f32],
+    betas: &[f32],
+) -> Result<Vec<Activation<F>>> {
+    let (mut ai, mut bi) = (0, 0);
+    names
+        .iter()
+        .map(|n| {
+            let count = Activation::<F>::onnx_param_count(n)
+                .ok_or_else(|| LstmError::unsupported(format!("activation function {n:?}")))?;
+            let lower = n.to_ascii_lowercase();
+            let (da, db) = match lower.as_str() {
+                "leakyrelu" => (0.01, 0.0),
+                "hardsigmoid" => (0.2, 0.5),
+                "elu" => (1.0, 0.0),
+                _ => (0.0, 0.0),
+            };
+            let mut params = Vec::new();
+            if count >= 1 {
+                params.push(F::of(alphas.get(ai).map_or(da, |&v| f64::from(v))));
+                ai += 1;
+            }
+            if count == 2 {
+                params.push(F::of(betas.get(bi).map_or(db, |&v| f64::from(v))));
+                bi += 1;
+            }
+            Activation::from_onnx(n, &params)
+        })
+        .collect()
+}
