@@ -250,6 +250,53 @@ thread_local! {
     static CALLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Any thread count gives the one-thread result bit for bit on the engine itself, for batches
+/// that cannot be cut into groups of two rows for every thread (2, 3, 5) and for many threads
+/// on a large batch, with lengths (so that the batch split, not the unit split, runs) in both
+/// directions.
+#[test]
+fn the_thread_count_never_changes_the_result() {
+    let mut rng = SplitMix64::new(23);
+    let stack = LstmStack::<f32>::random(32, 64, 1, 1, &mut rng).unwrap();
+    let cell = &stack.layers()[0][0];
+    let t = 900;
+    for b in [2, 3, 5, 64] {
+        // Enough work for every thread asked for, so only the rows limit them.
+        assert!(unroll::sequence_work(cell, t, b) >= 2 * MIN_PARALLEL_WORK * (b / 2).min(40));
+        let x: Array3<f32> = rng.uniform_array((t, b, 32), 1.0);
+        let lengths: Vec<usize> = (0..b).map(|r| t - (r * 37) % 200).collect();
+        for opts in [
+            SeqOptions::default().lengths(&lengths),
+            SeqOptions::default().lengths(&lengths).reverse(),
+        ] {
+            let run = |threads: usize| {
+                let mut out = Array3::from_elem((t, b, 64), f32::NAN);
+                let mut state = cell.zero_state(b);
+                unroll::unroll_into_threads(
+                    cell,
+                    x.view(),
+                    &mut state,
+                    out.view_mut(),
+                    &opts,
+                    threads,
+                    &mut Workspace::new(),
+                )
+                .unwrap();
+                (out, state)
+            };
+            let (out1, state1) = run(1);
+            for threads in [2, 3, 4, 8, 40] {
+                let (out, state) = run(threads);
+                assert!(
+                    out == out1 && state.h() == state1.h() && state.c() == state1.c(),
+                    "B = {b}, {threads} threads: largest difference {}",
+                    max_diff(&out, &out1)
+                );
+            }
+        }
+    }
+}
+
 /// A cell whose arithmetic is cheap but whose size makes the batch split worth its threads:
 /// every unit decays its cell state towards the input and mixes it into `h`. With `fail`, it
 /// panics on every thread but the caller's (on the batch split's workers).

@@ -1,5 +1,7 @@
-//! End-to-end: `lstm run` on the committed PyTorch and ONNX golden fixtures
-//! (`tests/fixtures/make_interop_fixtures.py`), compared with the frameworks' outputs.
+//! End-to-end: `lstm run` on the committed PyTorch and ONNX golden fixtures, compared with the
+//! frameworks' outputs: single operators and PyTorch state dicts
+//! (`tests/fixtures/make_interop_fixtures.py`) and whole graphs exported by `torch.onnx.export`
+//! (`tests/fixtures/make_graph_fixtures.py`).
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
 use std::path::{Path, PathBuf};
@@ -7,8 +9,10 @@ use std::process::Command;
 
 use lstm_layers::npy::{self, NpyArray};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/interop")
+fn fixtures(set: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(set)
 }
 
 fn as_f64(a: NpyArray) -> (Vec<usize>, Vec<f64>, bool) {
@@ -40,11 +44,12 @@ fn rel_error(got: &Path, want: &Path) -> (f64, bool) {
     )
 }
 
-#[test]
-fn every_fixture_matches() {
-    let root = fixtures();
+/// Runs every case of `set/cases.txt` and compares each `expected_NAME.npy` of its directory with
+/// the `NAME.npy` it wrote; returns the number of cases.
+fn run_cases(set: &str) -> usize {
+    let root = fixtures(set);
     let cases = std::fs::read_to_string(root.join("cases.txt")).unwrap();
-    let scratch = std::env::temp_dir().join(format!("lstm-interop-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!("lstm-{set}-{}", std::process::id()));
     let mut failures = Vec::new();
     let (mut worst32, mut worst64) = (0.0f64, 0.0f64);
     let mut count = 0;
@@ -74,11 +79,14 @@ fn every_fixture_matches() {
             ));
             continue;
         }
-        for part in ["y", "hn", "cn"] {
-            let (err, single) = rel_error(
-                &out.join(format!("{part}.npy")),
-                &dir.join(format!("expected_{part}.npy")),
-            );
+        let mut parts = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let file = entry.unwrap().file_name().into_string().unwrap();
+            let Some(part) = file.strip_prefix("expected_") else {
+                continue;
+            };
+            parts += 1;
+            let (err, single) = rel_error(&out.join(part), &dir.join(&file));
             let tol = if single { 1e-5 } else { 1e-11 };
             let worst = if single { &mut worst32 } else { &mut worst64 };
             *worst = worst.max(err);
@@ -86,16 +94,31 @@ fn every_fixture_matches() {
                 failures.push(format!("{name}/{part}: relative error {err:e} > {tol:e}"));
             }
         }
+        assert!(parts >= 2, "{name}: only {parts} expected outputs");
         count += 1;
     }
     let _ = std::fs::remove_dir_all(&scratch);
     // The margin to the tolerance, for the record (`--nocapture` shows it).
-    println!("largest relative error: f32 {worst32:e}, f64 {worst64:e}");
+    println!("{set}: largest relative error: f32 {worst32:e}, f64 {worst64:e}");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
         failures.len(),
         failures.join("\n")
     );
+    count
+}
+
+#[test]
+fn every_operator_and_state_dict_fixture_matches() {
+    let count = run_cases("interop");
     assert!(count >= 50, "only {count} cases ran");
+}
+
+/// `torch.onnx.export` of nn.LSTM and nn.GRU in every layout, both exporters, and GRU operator
+/// options PyTorch never exports, each equal to ONNX Runtime on the same inputs.
+#[test]
+fn every_exported_graph_matches_onnx_runtime() {
+    let count = run_cases("graphs");
+    assert!(count >= 19, "only {count} cases ran");
 }

@@ -236,9 +236,10 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 /// when the weights outgrow L2 or the batch is small), that path runs. Otherwise the batch is
 /// cut into groups of contiguous rows and the sequence into runs of steps, and the threads take
 /// (group, run) claims as they go, so a core that runs slow for a while does less of the work
-/// (see `batch_split` in the source). The unit split gives the one-thread result bit for bit;
-/// so does the batch split, except that a group of a single row takes the matrix-vector kernel,
-/// which rounds differently (by about one unit in the last place).
+/// (see `batch_split` in the source). Both give the one-thread result bit for bit, whatever
+/// the thread count: the unit split sums every column in the one-thread order, and the batch
+/// split uses at most one thread per two rows, so that no group is a single row (which would
+/// take the matrix-vector kernel, whose order of summation differs).
 ///
 /// # Errors
 /// As [`RecurrentCell::unroll_into`]; [`LstmError::Invalid`] when a worker thread panicked.
@@ -277,7 +278,10 @@ pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
             return done;
         }
     }
-    let threads = useful_threads(threads, b, work);
+    // At most one thread per two rows, so that every group of the batch split has two rows or
+    // more: a group of one row would take the matrix-vector kernel, which sums in another
+    // order, and the result would depend on the thread count.
+    let threads = useful_threads(threads, b / 2, work);
     if threads == 1 {
         return cell.unroll_into(input, state, output, &opts, None, ws);
     }
