@@ -74,7 +74,7 @@ fn list(values: &[GraphValue]) -> String {
 pub fn run_graph<F: Scalar + NpyElement>(
     args: &RunArgs,
     graph: &OnnxGraph<F>,
-    x: ArrayD<F>,
+    x: Option<ArrayD<F>>,
 ) -> CliResult {
     if args.batch_first {
         return Err(CliError::Usage(
@@ -102,7 +102,7 @@ pub fn run_graph<F: Scalar + NpyElement>(
     for (name, path) in &args.graph_inputs {
         feeds.push((name.clone(), read_value(path)?));
     }
-    let mut x = Some(Value::Float(x));
+    let mut x = x.map(Value::Float);
     for (role, flag, slot) in INPUT_FLAGS {
         let path = match role {
             InputRole::Sequence => args.input.as_deref(),
@@ -232,17 +232,24 @@ pub fn run_node<F: Scalar + NpyElement>(
         ));
     }
     let node = graph.node(name)?;
+    // Optional inputs the graph computes (exporters build zero states from the input's shape)
+    // are absent when the node runs alone, as ONNX lets them be: zero states, full lengths.
+    let mut absent = Vec::new();
     for (slot, value) in graph.computed_state_inputs(name)? {
-        let (given, flag, what) = match slot {
-            4 => (lens.is_some(), "--sequence-lens", "sequence_lens"),
-            5 => (h0.is_some(), "--initial-h", "initial_h"),
-            _ => (c0.is_some(), "--initial-c", "initial_c"),
+        let (given, flag, what, default) = match slot {
+            4 => (
+                lens.is_some(),
+                "--sequence-lens",
+                "sequence_lens",
+                "every sequence full length",
+            ),
+            5 => (h0.is_some(), "--initial-h", "initial_h", "zeros"),
+            _ => (c0.is_some(), "--initial-c", "initial_c", "zeros"),
         };
         if !given {
-            return Err(CliError::Usage(format!(
-                "node {name:?} reads its {what} from {value:?}, which the graph computes: to run \
-                 the node alone, give {flag} FILE.npy"
-            )));
+            absent.push(format!(
+                "{what} (which the graph computes as {value:?}) is absent: {default}; {flag} sets it"
+            ));
         }
     }
     let (op, layout) = match node {
@@ -266,6 +273,9 @@ pub fn run_node<F: Scalar + NpyElement>(
         "note: running {op} node {name:?} alone on its own inputs and outputs (X {xs}, Y \
          [T, D, B, H] or layout 1's [B, T, D, H]), not the whole graph"
     );
+    for a in absent {
+        let _ = writeln!(std::io::stderr(), "note: {a}");
+    }
     let x = three_d(x, "X", xs)?;
     let state = |a: Option<ArrayD<F>>, what: &str| -> CliResult<Option<Array3<F>>> {
         a.map(|a| three_d(a, what, hs)).transpose()

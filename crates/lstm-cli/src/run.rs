@@ -151,16 +151,33 @@ pub(crate) fn write<F: NpyElement>(
     Ok(())
 }
 
-/// Runs the command.
+/// Runs the command. The precision is that of `--input` (or, without it, of the first float
+/// `--graph-input`).
 pub fn run(args: &RunArgs) -> CliResult {
-    let input = required(&args.input, "--input X.npy")?;
     required(&args.model, "--model MODEL")?;
     if args.graph_outputs.is_empty() {
         required(&args.output, "--output Y.npy")?;
     }
+    let Some(input) = args.input.as_deref() else {
+        if args.graph_inputs.is_empty() {
+            required(&args.input, "--input X.npy")?;
+        }
+        for (_, path) in &args.graph_inputs {
+            match npy::read(path)? {
+                NpyArray::F32(_) => return run_typed::<f32>(args, None),
+                NpyArray::F64(_) => return run_typed::<f64>(args, None),
+                _ => {}
+            }
+        }
+        return Err(CliError::Usage(
+            "`lstm run` needs --input X.npy or a float32 or float64 --graph-input, to set the \
+             precision"
+                .into(),
+        ));
+    };
     match npy::read(input)? {
-        NpyArray::F32(x) => run_typed::<f32>(args, x),
-        NpyArray::F64(x) => run_typed::<f64>(args, x),
+        NpyArray::F32(x) => run_typed::<f32>(args, Some(x)),
+        NpyArray::F64(x) => run_typed::<f64>(args, Some(x)),
         other => Err(LstmError::format(
             input.display(),
             format!("input must be float32 or float64, got {}", other.dtype()),
@@ -169,7 +186,7 @@ pub fn run(args: &RunArgs) -> CliResult {
     }
 }
 
-fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult {
+fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> CliResult {
     let model = required(&args.model, "--model MODEL")?;
     let ext = model
         .extension()
@@ -194,6 +211,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: ArrayD<F>) -> CliResult 
         graph.set_threads(args.threads);
         return crate::graph::run_graph(args, &graph, x);
     }
+    let x = x.ok_or_else(|| CliError::Usage("`lstm run` needs --input X.npy".into()))?;
     let h0 = args
         .initial_h
         .as_deref()

@@ -633,6 +633,7 @@ fn check_declared<'a, F: Scalar>(
     what: &str,
 ) -> Result<()> {
     let here = || format!("{what} {}", decl.describe());
+    let named = || format!("{what} {:?}", decl.name);
     let precision = if F::NAME == "f32" {
         ElemType::Float32
     } else {
@@ -668,16 +669,16 @@ fn check_declared<'a, F: Scalar>(
         format!("[{}]", parts.join(", "))
     };
     if shape.len() != dims.len() {
-        return Err(LstmError::shape(here(), expected(), shape));
+        return Err(LstmError::shape(named(), expected(), shape));
     }
     for (d, &n) in dims.iter().zip(shape) {
         match d {
-            Dim::Fixed(m) if *m != n => return Err(LstmError::shape(here(), expected(), shape)),
+            Dim::Fixed(m) if *m != n => return Err(LstmError::shape(named(), expected(), shape)),
             Dim::Named(s) => {
                 let bound = *sizes.entry(s.as_str()).or_insert(n);
                 if bound != n {
                     return Err(LstmError::shape(
-                        here(),
+                        named(),
                         format!(
                             "{} with {s} = {bound} (as another input has it)",
                             expected()
