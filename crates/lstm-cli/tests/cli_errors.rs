@@ -7,6 +7,9 @@ use std::process::Command;
 use lstm_core::ndarray::{Array1, Array3, ArrayD};
 use lstm_layers::npy;
 
+mod common;
+use common::fails;
+
 fn bad() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bad")
 }
@@ -15,30 +18,6 @@ fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("lstm-cli-errors-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Runs `lstm` and returns stderr, asserting failure without a panic and a one-line message
-/// that contains every `needle`.
-fn fails(args: &[&str], needles: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{args:?}: {err:?}"
-    );
-    for n in needles {
-        assert!(
-            err.to_lowercase().contains(&n.to_lowercase()),
-            "{args:?}: {err:?} lacks {n:?}"
-        );
-    }
-    err
 }
 
 /// Output that cannot be written: a closed pipe ends the command quietly and successfully (the

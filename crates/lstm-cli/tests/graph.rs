@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 use lstm_core::ndarray::{ArrayD, Axis};
 use lstm_layers::npy::{self, NpyArray};
 
+mod common;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
@@ -39,20 +41,9 @@ fn lstm(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Asserts that `lstm run args` fails with one line holding every needle; returns the line.
+/// `common::fails` for `lstm run args`.
 fn fails(args: &[&str], needles: &[&str]) -> String {
-    let out = lstm(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{args:?}: {err:?}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
-    }
-    err
+    common::fails(&[&["run"], args].concat(), needles)
 }
 
 fn floats(path: &Path) -> ArrayD<f32> {

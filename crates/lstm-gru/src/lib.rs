@@ -235,11 +235,12 @@ impl<F: Scalar> GruCell<F> {
                 state.dot(&rz_t) + self.rb.slice(s![..2 * h])
             };
             let mut reset = Array2::<F>::zeros((batch, h));
-            for b in 0..batch {
-                if step >= lens[b] {
-                    continue;
-                }
+            // The rows still stepping, each with the time it is at.
+            let active = (0..batch).filter(|&b| step < lens[b]).map(|b| {
                 let t = if reverse { lens[b] - 1 - step } else { step };
+                (b, t)
+            });
+            for (b, t) in active.clone() {
                 let xr = xp.row(t * batch + b);
                 for j in 0..h {
                     let r = self.f.apply(self.clip(xr[h + j] + hz[[b, h + j]]));
@@ -252,11 +253,7 @@ impl<F: Scalar> GruCell<F> {
             } else {
                 Some(rh.dot(&n_t) + self.rb.slice(s![2 * h..]))
             };
-            for b in 0..batch {
-                if step >= lens[b] {
-                    continue;
-                }
-                let t = if reverse { lens[b] - 1 - step } else { step };
+            for (b, t) in active {
                 let xr = xp.row(t * batch + b);
                 for j in 0..h {
                     let z = self.f.apply(self.clip(xr[j] + hz[[b, j]]));

@@ -18,6 +18,19 @@ use super::ops::Op;
 use super::proto::{self, NodeProto, ValueInfoProto};
 use super::tensor::{ElemType, Tensor, Value, decode_tensor};
 
+/// `[2, batch, ?]`.
+fn fmt_dims(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Named(s) => s.clone(),
+            Dim::Unknown => "?".into(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
 /// One dimension of a declared input or output shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
@@ -43,20 +56,10 @@ pub struct GraphValue {
 impl GraphValue {
     /// `name [2, batch, 4] float32`, for messages.
     pub fn describe(&self) -> String {
-        let dims = match &self.dims {
-            Some(d) => {
-                let parts: Vec<String> = d
-                    .iter()
-                    .map(|x| match x {
-                        Dim::Fixed(n) => n.to_string(),
-                        Dim::Named(s) => s.clone(),
-                        Dim::Unknown => "?".into(),
-                    })
-                    .collect();
-                format!(" [{}]", parts.join(", "))
-            }
-            None => String::new(),
-        };
+        let dims = self
+            .dims
+            .as_deref()
+            .map_or_else(String::new, |d| format!(" {}", fmt_dims(d)));
         format!("{:?}{dims} {}", self.name, self.elem.name())
     }
 
@@ -346,6 +349,26 @@ impl<F: Scalar> OnnxGraph<F> {
             .collect()
     }
 
+    /// Checks that [`OnnxGraph::run`] can execute every node.
+    ///
+    /// # Errors
+    /// [`LstmError::Unsupported`] naming every node it cannot, with its operator.
+    pub fn check_supported(&self) -> Result<()> {
+        let unsupported = self.unsupported();
+        if unsupported.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = unsupported
+            .iter()
+            .map(|(n, op)| format!("{op} (node {n:?})"))
+            .collect();
+        Err(LstmError::unsupported(format!(
+            "{} has nodes this library does not execute: {}",
+            self.source,
+            list.join(", ")
+        )))
+    }
+
     /// The recurrent nodes: `(node name, operator, first output)`.
     pub fn recurrent_nodes(&self) -> Vec<(&str, &str, &str)> {
         self.steps
@@ -509,18 +532,7 @@ impl<F: Scalar> OnnxGraph<F> {
     /// inputs do not fit it; [`LstmError::Shape`] for a feed whose shape is not the declared
     /// one, and whatever the recurrent nodes report.
     pub fn run(&self, feeds: Vec<(String, Value<F>)>) -> Result<Vec<Value<F>>> {
-        let unsupported = self.unsupported();
-        if !unsupported.is_empty() {
-            let list: Vec<String> = unsupported
-                .iter()
-                .map(|(n, op)| format!("{op} (node {n:?})"))
-                .collect();
-            return Err(LstmError::unsupported(format!(
-                "{} has nodes this library does not execute: {}",
-                self.source,
-                list.join(", ")
-            )));
-        }
+        self.check_supported()?;
         let mut env: HashMap<&str, Value<F>> = HashMap::new();
         let mut sizes: HashMap<&str, usize> = HashMap::new();
         for (name, value) in feeds {
@@ -657,17 +669,7 @@ fn check_declared<'a, F: Scalar>(
         return Ok(());
     };
     let shape = value.shape();
-    let expected = || {
-        let parts: Vec<String> = dims
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => n.to_string(),
-                Dim::Named(s) => s.clone(),
-                Dim::Unknown => "?".into(),
-            })
-            .collect();
-        format!("[{}]", parts.join(", "))
-    };
+    let expected = || fmt_dims(dims);
     if shape.len() != dims.len() {
         return Err(LstmError::shape(named(), expected(), shape));
     }

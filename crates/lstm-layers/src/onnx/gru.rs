@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array2, Array3, Array4, ArrayView3, Axis, s};
+use lstm_core::ndarray::{Array3, Array4, ArrayView3, Axis, s};
 use lstm_core::{LstmError, Result, Scalar, check_shape};
 use lstm_gru::GruCell;
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnAttrs, to_float};
+use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};
 use super::tensor::{Tensor, Value};
 
 /// An ONNX GRU node ready to run.
@@ -37,31 +37,14 @@ impl<F: Scalar> OnnxGru<F> {
     /// As [`super::OnnxLstm::from_node`].
     pub fn from_node(node: &NodeProto, constants: &HashMap<String, Tensor>) -> Result<Self> {
         let inputs = NodeInputs { node, constants };
-        let missing = |what: &str| {
-            LstmError::format(
-                format!("GRU node {:?}", node.name),
-                format!("the node has no {what} input"),
-            )
-        };
-        let w: Array3<F> = inputs.weight(1, "W")?.ok_or_else(|| missing("W"))?;
-        let r: Array3<F> = inputs.weight(2, "R")?.ok_or_else(|| missing("R"))?;
-        let attrs = RnnAttrs::parse(node, "linear_before_reset")?;
+        let RnnWeights {
+            attrs,
+            w,
+            r,
+            b,
+            hidden: h,
+        } = RnnWeights::<F>::read(&inputs, 3, "linear_before_reset")?;
         let d = attrs.direction.count();
-        let (wd, rows, _) = w.dim();
-        if wd != d || rows == 0 || !rows.is_multiple_of(3) {
-            return Err(LstmError::shape(
-                "W",
-                format!("[{d}, 3*hidden_size, input_size]"),
-                w.shape(),
-            ));
-        }
-        let h = rows / 3;
-        attrs.check_hidden(h, w.shape(), 3)?;
-        check_shape("R", r.shape(), &[d, 3 * h, h])?;
-        let b: Option<Array2<F>> = inputs.weight(3, "B")?;
-        if let Some(b) = &b {
-            check_shape("B", b.shape(), &[d, 6 * h])?;
-        }
         let funcs = attrs.functions::<F>(&["Sigmoid", "Tanh"])?;
         let cells = (0..d)
             .map(|dir| {

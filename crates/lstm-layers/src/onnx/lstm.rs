@@ -10,7 +10,7 @@ use lstm_core::{
 };
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnAttrs, to_float};
+use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};
 use super::tensor::{Tensor, Value};
 use crate::{EmptyFinalState, LstmStack, StackOptions, convert};
 
@@ -54,31 +54,14 @@ impl<F: Scalar> OnnxLstm<F> {
     /// together.
     pub fn from_node(node: &NodeProto, constants: &HashMap<String, Tensor>) -> Result<Self> {
         let inputs = NodeInputs { node, constants };
-        let missing = |what: &str| {
-            LstmError::format(
-                format!("LSTM node {:?}", node.name),
-                format!("the node has no {what} input"),
-            )
-        };
-        let w: Array3<F> = inputs.weight(1, "W")?.ok_or_else(|| missing("W"))?;
-        let r: Array3<F> = inputs.weight(2, "R")?.ok_or_else(|| missing("R"))?;
-        let attrs = RnnAttrs::parse(node, "input_forget")?;
+        let RnnWeights {
+            attrs,
+            w,
+            r,
+            b,
+            hidden: h,
+        } = RnnWeights::<F>::read(&inputs, 4, "input_forget")?;
         let d = attrs.direction.count();
-        let (wd, rows, _) = w.dim();
-        if wd != d || rows == 0 || !rows.is_multiple_of(4) {
-            return Err(LstmError::shape(
-                "W",
-                format!("[{d}, 4*hidden_size, input_size]"),
-                w.shape(),
-            ));
-        }
-        let h = rows / 4;
-        attrs.check_hidden(h, w.shape(), 4)?;
-        check_shape("R", r.shape(), &[d, 4 * h, h])?;
-        let b: Option<Array2<F>> = inputs.weight(3, "B")?;
-        if let Some(b) = &b {
-            check_shape("B", b.shape(), &[d, 8 * h])?;
-        }
         let p: Option<Array2<F>> = inputs.weight(7, "P")?;
         if let Some(p) = &p {
             check_shape("P", p.shape(), &[d, 3 * h])?;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array, Dimension};
-use lstm_core::{Activation, LstmError, Result, Scalar};
+use lstm_core::ndarray::{Array, Array2, Array3, Dimension};
+use lstm_core::{Activation, LstmError, Result, Scalar, check_shape};
 
 use super::proto::NodeProto;
 use super::tensor::{Tensor, Value};
@@ -210,6 +210,51 @@ impl NodeInputs<'_> {
     /// Input `k` when it is a constant (an optional input stored in the model).
     pub fn stored(&self, k: usize) -> Option<&Tensor> {
         self.name(k).and_then(|n| self.constants.get(n))
+    }
+}
+
+/// What every recurrent node is built from: its attributes and its weights `W [D, G*H, I]`,
+/// `R [D, G*H, H]` and `B [D, 2*G*H]` (if any), checked against each other, for `G` gate blocks.
+pub(super) struct RnnWeights<F> {
+    pub attrs: RnnAttrs,
+    pub w: Array3<F>,
+    pub r: Array3<F>,
+    pub b: Option<Array2<F>>,
+    /// `H`.
+    pub hidden: usize,
+}
+
+impl<F: Scalar> RnnWeights<F> {
+    /// Reads and checks the weights of `node` (`flag` as in [`RnnAttrs::parse`]).
+    pub fn read(inputs: &NodeInputs<'_>, gates: usize, flag: &str) -> Result<Self> {
+        let missing =
+            |what: &str| LstmError::format(inputs.what(), format!("the node has no {what} input"));
+        let w: Array3<F> = inputs.weight(1, "W")?.ok_or_else(|| missing("W"))?;
+        let r: Array3<F> = inputs.weight(2, "R")?.ok_or_else(|| missing("R"))?;
+        let attrs = RnnAttrs::parse(inputs.node, flag)?;
+        let d = attrs.direction.count();
+        let (wd, rows, _) = w.dim();
+        if wd != d || rows == 0 || !rows.is_multiple_of(gates) {
+            return Err(LstmError::shape(
+                "W",
+                format!("[{d}, {gates}*hidden_size, input_size]"),
+                w.shape(),
+            ));
+        }
+        let hidden = rows / gates;
+        attrs.check_hidden(hidden, w.shape(), gates)?;
+        check_shape("R", r.shape(), &[d, gates * hidden, hidden])?;
+        let b: Option<Array2<F>> = inputs.weight(3, "B")?;
+        if let Some(b) = &b {
+            check_shape("B", b.shape(), &[d, 2 * gates * hidden])?;
+        }
+        Ok(Self {
+            attrs,
+            w,
+            r,
+            b,
+            hidden,
+        })
     }
 }
 
