@@ -12,9 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use lstm_benches::{VARIANTS, cell};
 use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{
-    RecurrentCell, SeqOptions, Trace, Workspace, init::SplitMix64, unroll, workload::Workload,
-};
+use lstm_core::{RecurrentCell, SeqOptions, Trace, Workspace};
+use lstm_engine::{init::SplitMix64, threads, workload::Workload};
 use lstm_layers::StackOptions;
 use std::hint::black_box;
 
@@ -114,7 +113,7 @@ fn bench_threads(c: &mut Criterion) {
             group.bench_function(id, |b| {
                 b.iter(|| {
                     let mut st = cell.zero_state(w.batch);
-                    unroll::unroll_into_threads(
+                    threads::unroll_into_threads(
                         &cell,
                         black_box(x.view()),
                         &mut st,

@@ -6,9 +6,10 @@
 use std::time::Instant;
 
 use lstm_concat::ConcatCell;
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::Array3;
-use lstm_core::{RecurrentCell, SeqOptions, Workspace, unroll};
+use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::threads;
 use lstm_layers::{LstmStack, StackOptions};
 
 /// Median seconds of `run(1)` and of `run(2)` over 101 runs each, alternating, after 20 of
@@ -75,7 +76,7 @@ fn main() {
         let (one, two) = one_and_two(|threads| {
             let mut state = cell.zero_state(b);
             let opts = SeqOptions::default();
-            unroll::unroll_into_threads(
+            threads::unroll_into_threads(
                 &cell,
                 x.view(),
                 &mut state,

@@ -2,8 +2,9 @@
 
 use lstm_concat::ConcatCell;
 use lstm_core::dev::PlainCell;
-use lstm_core::init::SplitMix64;
-use lstm_core::{RecurrentCell, Result, workload::Workload};
+use lstm_core::{RecurrentCell, Result};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::workload::Workload;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
 

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
 use lstm_core::ndarray::{Array1, Array2, Array3};
-use lstm_core::{EngineSpec, LstmEngine};
+use lstm_engine::{EngineSpec, LstmEngine};
 use lstm_layers::{EmptyFinalState, LstmStack, StackOptions, convert};
 use proptest::prelude::*;
 
@@ -11,7 +11,7 @@ proptest! {
 
     #[test]
     fn pytorch_and_onnx_layouts_agree(h in 1..5usize, i in 1..5usize, t in 1..5usize, b in 1..3usize, seed in 0..10_000u64) {
-        let mut rng = lstm_core::init::SplitMix64::new(seed);
+        let mut rng = lstm_engine::init::SplitMix64::new(seed);
         let w: Array2<f64> = rng.uniform_array((4 * h, i), 1.0);
         let r: Array2<f64> = rng.uniform_array((4 * h, h), 1.0);
         let (bi, bh): (Array1<f64>, Array1<f64>) = (rng.uniform_array(4 * h, 1.0), rng.uniform_array(4 * h, 1.0));

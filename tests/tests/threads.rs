@@ -3,10 +3,10 @@
 //! rules that choose between them and keep small work on one thread.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::unroll::{self, MIN_PARALLEL_WORK, useful_threads};
 use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::threads::{self as unroll, MIN_PARALLEL_WORK, useful_threads};
 use lstm_layers::{LstmStack, StackOptions};
 
 fn max_diff<D: lstm_core::ndarray::Dimension>(
@@ -128,7 +128,8 @@ fn parallel_directions_match_one_thread() {
 /// types, peepholes, a clip, both layouts and both directions.
 fn unit_split_matches_one_thread<F: lstm_core::Scalar>() {
     use lstm_core::ndarray::Array1;
-    use lstm_core::{Direction, EngineSpec, Layout, LstmEngine, UNIT_SPLIT_MIN_WEIGHTS};
+    use lstm_core::{Direction, Layout};
+    use lstm_engine::{EngineSpec, LstmEngine, UNIT_SPLIT_MIN_WEIGHTS};
     let (i, h) = (16, 512);
     let mut rng = SplitMix64::new(9);
     let scale = 1.0 / (h as f64).sqrt();
@@ -209,7 +210,7 @@ fn unit_split_matches_one_thread_f64() {
 
 #[test]
 fn unit_split_is_chosen_where_it_pays_and_applies() {
-    use lstm_core::{
+    use lstm_engine::{
         EngineSpec, LstmEngine, UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS,
         UNIT_SPLIT_MIN_STEP_WORK,
     };

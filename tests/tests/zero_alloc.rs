@@ -5,9 +5,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, Array3};
 use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_engine::init::SplitMix64;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
 
@@ -128,7 +128,7 @@ fn large_batch_unrolls_allocate_nothing() {
 /// several tiles, as the hand-written AVX-512 kernels.
 #[test]
 fn every_kernel_level_agrees_in_f32() {
-    use lstm_core::kernels::{Level, set_max_level};
+    use lstm_engine::kernels::{Level, set_max_level};
     let mut rng = SplitMix64::new(9);
     let cell = PeepholeCell::<f32>::random(21, 37, &mut rng).unwrap();
     let x: Array3<f32> = rng.uniform_array((9, 27, 21), 2.0);
@@ -157,9 +157,9 @@ fn portable_fallback_agrees() {
     let cell = SplitCell::<f64>::random(7, 9, &mut rng).unwrap();
     let x: Array3<f64> = rng.uniform_array((6, 3, 7), 1.0);
     let fast = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_core::kernels::set_max_level(lstm_core::kernels::Level::Portable);
+    lstm_engine::kernels::set_max_level(lstm_engine::kernels::Level::Portable);
     let slow = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_core::kernels::set_max_level(lstm_core::kernels::Level::Avx512);
+    lstm_engine::kernels::set_max_level(lstm_engine::kernels::Level::Avx512);
     let diff = fast
         .output
         .iter()

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use lexopt::prelude::*;
 use lstm_concat::ConcatCell;
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::workload::Workload;
-use lstm_core::{RecurrentCell, SeqOptions, Workspace, unroll};
+use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::threads;
+use lstm_engine::workload::Workload;
 use lstm_layers::{LstmStack, StackOptions};
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
@@ -141,7 +142,7 @@ fn measure(s: &Subject, w: &Workload, threads: usize) -> CliResult<f64> {
             let opts = SeqOptions::default();
             time_runs(2, reps, || {
                 let mut st = cell.zero_state(w.batch);
-                unroll::unroll_into_threads(
+                threads::unroll_into_threads(
                     cell.as_ref(),
                     x.view(),
                     &mut st,

@@ -4,7 +4,8 @@ use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{
     Array1, Array2, Array3, ArrayView1, Axis, Ix1, Ix2, concatenate, s, stack,
 };
-use lstm_core::{LstmError, LstmState, Readout, RecurrentCell, Result, SeqOptions};
+use lstm_core::{LstmError, LstmState, RecurrentCell, Result, SeqOptions};
+use lstm_layers::Readout;
 use lstm_layers::npy;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;

@@ -1,14 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
-use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::{EngineCell, EngineSpec, LstmEngine};
 
 pub use lstm_core::{
-    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
-    Workspace,
+    self, Direction, Gate, Layout, LstmState, RecurrentCell, SeqOptions, Trace, Unrolled, Workspace,
 };
+pub use lstm_engine;
 
 /// The standard LSTM cell with one weight matrix `W [4H, H + I]` acting on `[h_{t-1}; x_t]`
 /// (h first) and one bias `b [4H]`; gate blocks stacked i, f, g, o.
@@ -76,3 +77,5 @@ impl<F: Scalar> EngineCell for ConcatCell<F> {
         &self.engine
     }
 }
+
+lstm_engine::engine_cell!(ConcatCell);

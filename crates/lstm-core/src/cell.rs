@@ -183,11 +183,11 @@ pub trait RecurrentCell<F: Scalar> {
     /// than each taking a block of the batch, for cells that have such a path and shapes where
     /// it pays. Shapes are trusted as in [`sequence_unchecked`](Self::sequence_unchecked); every
     /// row steps at every position and no trace is recorded. Returns `None`, touching nothing,
-    /// where the cell has no such path (the default): [`unroll::unroll_into_threads`] then
-    /// splits the batch.
+    /// where the cell has no such path (the default): the batch split of `lstm-engine`'s
+    /// `threads::unroll_into_threads` then splits the batch instead.
     ///
-    /// The engine cells split the hidden units when the recurrent weights outgrow a core's L2
-    /// cache (see [`LstmEngine::unit_split_threads`](crate::LstmEngine::unit_split_threads)).
+    /// The engine cells of `lstm-engine` split the hidden units when the recurrent weights
+    /// outgrow a core's L2 cache (`LstmEngine::unit_split_threads`).
     ///
     /// # Errors
     /// [`LstmError::Invalid`](crate::LstmError::Invalid) when a worker thread failed.

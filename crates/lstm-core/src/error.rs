@@ -111,3 +111,21 @@ pub fn check_shape(what: &str, got: &[usize], expected: &[usize]) -> Result<()> 
         Err(LstmError::shape(what, fmt_shape(expected), got))
     }
 }
+
+/// Checks that every element of `a` is finite.
+///
+/// # Errors
+/// [`LstmError::NonFinite`] naming `what` and the first bad element.
+pub fn check_finite<'a, F: crate::Scalar>(
+    what: &str,
+    a: impl IntoIterator<Item = &'a F>,
+) -> Result<()> {
+    match a.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, v)) => Err(LstmError::NonFinite {
+            what: what.into(),
+            index,
+            value: v.f64(),
+        }),
+        None => Ok(()),
+    }
+}

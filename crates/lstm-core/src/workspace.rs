@@ -90,8 +90,11 @@ impl<F: Copy + Default> Workspace<F> {
 
 /// Copies `src` into the front of `dst` in logical (row-major) order, a row of the last axis at a
 /// time: a strided view (a batch block of a larger input, say) costs one `memcpy` per row
-/// instead of an index computation per element.
-pub(crate) fn copy_rows<F: Scalar, D: Dimension>(src: ArrayView<'_, F, D>, dst: &mut [F]) {
+/// instead of an index computation per element. A building block of the chunked sequence paths.
+///
+/// # Panics
+/// When `dst` holds fewer than `src.len()` values.
+pub fn copy_rows<F: Scalar, D: Dimension>(src: ArrayView<'_, F, D>, dst: &mut [F]) {
     if let Some(s) = src.as_slice() {
         dst[..s.len()].copy_from_slice(s);
         return;
@@ -106,8 +109,12 @@ pub(crate) fn copy_rows<F: Scalar, D: Dimension>(src: ArrayView<'_, F, D>, dst: 
 }
 
 /// Writes the rows of `src` (row-major, `dst.ncols()` values each) into `dst`: one `memcpy` when
-/// `dst` is contiguous, else one per row where its rows are.
-pub(crate) fn write_rows<F: Scalar>(mut dst: ArrayViewMut2<'_, F>, src: &[F]) {
+/// `dst` is contiguous, else one per row where its rows are. A building block of the chunked
+/// sequence paths.
+///
+/// # Panics
+/// When `src` holds fewer than `dst.len()` values.
+pub fn write_rows<F: Scalar>(mut dst: ArrayViewMut2<'_, F>, src: &[F]) {
     if let Some(d) = dst.as_slice_mut() {
         let len = d.len();
         d.copy_from_slice(&src[..len]);

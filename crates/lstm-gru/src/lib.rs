@@ -315,7 +315,7 @@ mod tests {
     }
 
     fn cell(i: usize, h: usize, lbr: bool, seed: u64) -> GruCell<f64> {
-        let mut rng = lstm_core::init::SplitMix64::new(seed);
+        let mut rng = lstm_engine::init::SplitMix64::new(seed);
         GruCell::new(
             rng.uniform_array((3 * h, i), 0.8),
             rng.uniform_array((3 * h, h), 0.8),
@@ -330,7 +330,7 @@ mod tests {
     fn matches_the_equations_both_ways_with_lengths() {
         for lbr in [false, true] {
             let c = cell(3, 5, lbr, 7);
-            let mut rng = lstm_core::init::SplitMix64::new(11);
+            let mut rng = lstm_engine::init::SplitMix64::new(11);
             let x: Array3<f64> = rng.uniform_array((6, 3, 3), 1.5);
             let h0: Array2<f64> = rng.uniform_array((3, 5), 1.0);
             let lens = [6, 2, 0];

@@ -4,7 +4,9 @@
 pub mod convert;
 pub mod npy;
 pub mod onnx;
+mod readout;
 mod stack;
 pub mod torch;
 
+pub use readout::Readout;
 pub use stack::{EmptyFinalState, LstmStack, StackOptions, StackOutput, lengths_from_signed};

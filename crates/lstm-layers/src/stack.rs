@@ -1,12 +1,11 @@
 //! A stack of LSTM layers, each one or two directions.
 
-use std::sync::Mutex;
-
 use lstm_core::ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3, Axis, s};
 use lstm_core::{
-    Direction, Layout, LstmEngine, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions,
-    Workspace, check_shape, unroll,
+    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
+    check_shape, unroll,
 };
+use lstm_engine::{EngineSpec, LstmEngine, threads as split};
 
 /// Converts signed lengths (as `.npy` and ONNX store them) to `usize`, each in `0..=steps`.
 /// The count is checked where the batch is known ([`LstmStack::forward`]).
@@ -124,7 +123,7 @@ impl<F: Scalar> LstmStack<F> {
         hidden: usize,
         layers: usize,
         directions: usize,
-        rng: &mut lstm_core::init::SplitMix64,
+        rng: &mut lstm_engine::init::SplitMix64,
     ) -> Result<Self> {
         let k = 1.0 / (hidden.max(1) as f64).sqrt();
         let engines = (0..layers)
@@ -138,7 +137,7 @@ impl<F: Scalar> LstmStack<F> {
                     .map(|_| {
                         let wx: Array2<F> = rng.uniform_array((4 * hidden, width), k);
                         let wr: Array2<F> = rng.uniform_array((4 * hidden, hidden), k);
-                        LstmEngine::new(lstm_core::EngineSpec::standard(wx.view(), wr.view()))
+                        LstmEngine::new(EngineSpec::standard(wx.view(), wr.view()))
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -270,49 +269,23 @@ impl<F: Scalar> LstmStack<F> {
                     lengths: opts.lengths,
                     trace: false,
                 };
-                unroll::unroll_into_threads(
-                    &layer[dir],
-                    input,
-                    &mut state,
-                    out,
-                    &seq,
-                    threads,
-                    ws,
-                )?;
+                split::unroll_into_threads(&layer[dir], input, &mut state, out, &seq, threads, ws)?;
                 Ok(state)
             };
             // The two directions at once where each is worth a thread of its own.
             let parallel = d == 2
-                && unroll::useful_threads(threads, 2, 2 * unroll::sequence_work(&layer[0], t, b))
+                && split::useful_threads(threads, 2, 2 * split::sequence_work(&layer[0], t, b))
                     == 2;
             let states: Vec<Result<LstmState<F>>> = if parallel {
                 let (fwd, bwd) = out.multi_slice_mut((s![.., .., ..p], s![.., .., p..]));
                 let [ws0, ws1] = ws.per_thread(2) else {
                     unreachable!("per_thread(2) returns two workspaces")
                 };
-                // Direction `dir`'s output, workspace and threads, then its result.
-                let jobs = [
-                    Mutex::new(Some((fwd, ws0, threads - threads / 2))),
-                    Mutex::new(Some((bwd, ws1, threads / 2))),
-                ];
-                let done = [Mutex::new(None), Mutex::new(None)];
-                lstm_core::kernels::run_threads(2, |dir| {
-                    let job = jobs[dir].lock().map(|mut j| j.take());
-                    if let Ok(Some((out, ws, n))) = job {
-                        let state = run(dir, out, n, ws);
-                        if let Ok(mut slot) = done[dir].lock() {
-                            *slot = Some(state);
-                        }
-                    }
-                });
-                done.into_iter()
-                    .map(|slot| {
-                        slot.into_inner()
-                            .ok()
-                            .flatten()
-                            .unwrap_or_else(|| Err(LstmError::invalid("worker thread", "panicked")))
-                    })
-                    .collect()
+                split::both(
+                    [(fwd, ws0, threads - threads / 2), (bwd, ws1, threads / 2)],
+                    |dir, (out, ws, n)| run(dir, out, n, ws),
+                )
+                .into()
             } else {
                 (0..d)
                     .map(|dir| {

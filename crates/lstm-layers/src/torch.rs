@@ -11,7 +11,8 @@
 //! larger model (`encoder.rnn.`); without one, the prefix is found when there is exactly one LSTM.
 
 use lstm_core::ndarray::{ArrayD, Ix1, Ix2, IxDyn};
-use lstm_core::{EngineSpec, LstmEngine, LstmError, Result, Scalar};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_engine::{EngineSpec, LstmEngine};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::LstmStack;

@@ -16,7 +16,7 @@ const H: usize = 3;
 
 fn floats(name: &str, dims: &[i64], seed: u64) -> TensorProto {
     let n: i64 = dims.iter().product();
-    let mut rng = lstm_core::init::SplitMix64::new(seed);
+    let mut rng = lstm_engine::init::SplitMix64::new(seed);
     TensorProto {
         name: name.into(),
         dims: dims.to_vec(),
@@ -116,7 +116,7 @@ fn weights() -> Vec<TensorProto> {
 }
 
 fn x(t: usize, b: usize) -> Value<f32> {
-    let mut rng = lstm_core::init::SplitMix64::new(9);
+    let mut rng = lstm_engine::init::SplitMix64::new(9);
     Value::Float(rng.uniform_array(IxDyn(&[t, b, I]), 1.0))
 }
 

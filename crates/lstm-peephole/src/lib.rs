@@ -1,16 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array2, ArrayView1, ArrayView2, s};
-use lstm_core::{
-    EngineCell, EngineSpec, LstmEngine, LstmError, OutputMode, Recurrence, Result, Scalar,
-};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::{EngineCell, EngineSpec, LstmEngine, OutputMode, Recurrence};
 
 pub use lstm_core::{
-    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
-    Workspace,
+    self, Direction, Gate, Layout, LstmState, RecurrentCell, SeqOptions, Trace, Unrolled, Workspace,
 };
+pub use lstm_engine;
 
 /// The state-gated cell: the gates read the previous **cell** state, the candidate reads only
 /// the input, and the output gate acts before the squashing.
@@ -60,7 +59,7 @@ impl<F: Scalar> StateGatedCell<F> {
         let h = rows / 4;
         lstm_core::check_shape("cell-state weights U", u.shape(), &[3 * h, h])?;
         lstm_core::check_shape("bias b", b.shape(), &[rows])?;
-        lstm_core::engine::check_finite("cell-state weights U", u.iter())?;
+        lstm_core::check_finite("cell-state weights U", u.iter())?;
         let mut full = Array2::zeros((rows, h));
         full.slice_mut(s![..2 * h, ..])
             .assign(&u.slice(s![..2 * h, ..]));
@@ -182,6 +181,8 @@ impl<F: Scalar> EngineCell for StateGatedCell<F> {
     }
 }
 
+lstm_engine::engine_cell!(StateGatedCell);
+
 impl<F: Scalar> EngineCell for PeepholeCell<F> {
     type Elem = F;
 
@@ -189,3 +190,5 @@ impl<F: Scalar> EngineCell for PeepholeCell<F> {
         &self.engine
     }
 }
+
+lstm_engine::engine_cell!(PeepholeCell);

@@ -1,14 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::init::SplitMix64;
 use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
-use lstm_core::{EngineCell, EngineSpec, LstmEngine, LstmError, Result, Scalar};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::{EngineCell, EngineSpec, LstmEngine};
 
 pub use lstm_core::{
-    self, Direction, Gate, Layout, LstmState, Readout, RecurrentCell, SeqOptions, Trace, Unrolled,
-    Workspace,
+    self, Direction, Gate, Layout, LstmState, RecurrentCell, SeqOptions, Trace, Unrolled, Workspace,
 };
+pub use lstm_engine;
 
 /// The LSTM cell with split weights: `W [4H, I]` on the input, `U [4H, H]` on the hidden state,
 /// an input-side bias `b_w` and an optional hidden-side bias `b_u` (PyTorch's `bias_ih` and
@@ -142,3 +143,5 @@ impl<F: Scalar> EngineCell for SplitCell<F> {
         &self.engine
     }
 }
+
+lstm_engine::engine_cell!(SplitCell);

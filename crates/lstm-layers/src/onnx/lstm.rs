@@ -5,9 +5,8 @@
 use std::collections::HashMap;
 
 use lstm_core::ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Ix3};
-use lstm_core::{
-    EngineSpec, GateConfig, Layout, LstmEngine, LstmError, Result, Scalar, check_shape,
-};
+use lstm_core::{Layout, LstmError, Result, Scalar, check_shape};
+use lstm_engine::{EngineSpec, GateConfig, LstmEngine};
 
 use super::proto::NodeProto;
 use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};

@@ -1,8 +1,8 @@
 //! A linear read-out with optional softmax, `y = softmax(W_y h + b_y)`.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3};
+use lstm_core::ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3};
 
-use crate::{LstmError, Result, Scalar, check_shape, engine::check_finite};
+use lstm_core::{LstmError, Result, Scalar, check_finite, check_shape};
 
 /// A linear map from the hidden state to `K` outputs, optionally followed by a softmax.
 #[derive(Clone, Debug, PartialEq)]

@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod units;
+pub use lstm_core::check_finite;
 pub use units::{
     UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK,
     UNIT_SPLIT_MIN_WEIGHTS,
@@ -119,21 +120,6 @@ impl<'a, F: Scalar> EngineSpec<'a, F> {
             output_mode: OutputMode::GateThenSquash,
             gates: GateConfig::default(),
         }
-    }
-}
-
-/// Checks that every element of `a` is finite.
-///
-/// # Errors
-/// [`LstmError::NonFinite`] naming `what` and the first bad element.
-pub fn check_finite<'a, F: Scalar>(what: &str, a: impl IntoIterator<Item = &'a F>) -> Result<()> {
-    match a.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((index, v)) => Err(LstmError::NonFinite {
-            what: what.into(),
-            index,
-            value: v.f64(),
-        }),
-        None => Ok(()),
     }
 }
 
@@ -534,8 +520,8 @@ fn reading_order(
 /// recurrent weights, a chunk stays in a core's L2 cache.
 pub const CHUNK: usize = 1 << 17;
 
-/// A cell whose computation is an [`LstmEngine`]; every such cell is a [`RecurrentCell`] with
-/// the engine's fast whole-sequence path.
+/// A cell whose computation is an [`LstmEngine`]. [`engine_cell!`](crate::engine_cell) makes
+/// such a type a [`RecurrentCell`] with the engine's paths.
 pub trait EngineCell {
     /// The element type.
     type Elem: Scalar;
@@ -552,17 +538,104 @@ impl<F: Scalar> EngineCell for LstmEngine<F> {
     }
 }
 
-impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
+/// Registers `Cell<F>`, which implements [`EngineCell`], as a
+/// [`RecurrentCell`](lstm_core::RecurrentCell): every method goes to its engine, so the cell has
+/// the engine's step, its chunked whole-sequence path and its unit split. One line in the
+/// variant crate:
+///
+/// ```
+/// use lstm_engine::{EngineCell, LstmEngine, engine_cell};
+/// use lstm_engine::lstm_core::Scalar;
+///
+/// /// A cell that is an engine under another name.
+/// #[derive(Clone, Debug)]
+/// pub struct Plain<F>(LstmEngine<F>);
+///
+/// impl<F: Scalar> EngineCell for Plain<F> {
+///     type Elem = F;
+///     fn engine(&self) -> &LstmEngine<F> {
+///         &self.0
+///     }
+/// }
+///
+/// engine_cell!(Plain);
+/// ```
+#[macro_export]
+macro_rules! engine_cell {
+    ($cell:ident) => {
+        impl<F: $crate::lstm_core::Scalar> $crate::lstm_core::RecurrentCell<F> for $cell<F> {
+            fn input_size(&self) -> usize {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::input_size(
+                    $crate::EngineCell::engine(self),
+                )
+            }
+
+            fn hidden_size(&self) -> usize {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::hidden_size(
+                    $crate::EngineCell::engine(self),
+                )
+            }
+
+            fn output_size(&self) -> usize {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::output_size(
+                    $crate::EngineCell::engine(self),
+                )
+            }
+
+            fn step_unchecked(
+                &self,
+                x: $crate::lstm_core::ndarray::ArrayView2<'_, F>,
+                state: &mut $crate::lstm_core::LstmState<F>,
+                gates: $crate::lstm_core::ndarray::ArrayViewMut2<'_, F>,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::step_unchecked(
+                    $crate::EngineCell::engine(self),
+                    x, state, gates, ws)
+            }
+
+            fn sequence_split_unchecked(
+                &self,
+                input: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
+                state: &mut $crate::lstm_core::LstmState<F>,
+                output: $crate::lstm_core::ndarray::ArrayViewMut3<'_, F>,
+                direction: $crate::lstm_core::Direction,
+                threads: usize,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) -> Option<$crate::lstm_core::Result<()>> {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::sequence_split_unchecked(
+                    $crate::EngineCell::engine(self),
+                    input, state, output, direction, threads, ws)
+            }
+
+            fn sequence_unchecked(
+                &self,
+                input: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
+                state: &mut $crate::lstm_core::LstmState<F>,
+                output: $crate::lstm_core::ndarray::ArrayViewMut3<'_, F>,
+                opts: &$crate::lstm_core::SeqOptions<'_>,
+                trace: Option<&mut $crate::lstm_core::Trace<F>>,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::sequence_unchecked(
+                    $crate::EngineCell::engine(self),
+                    input, state, output, opts, trace, ws)
+            }
+        }
+    };
+}
+
+impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
     fn input_size(&self) -> usize {
-        self.engine().input
+        self.input
     }
 
     fn hidden_size(&self) -> usize {
-        self.engine().hidden
+        self.hidden
     }
 
     fn output_size(&self) -> usize {
-        self.engine().output
+        self.output
     }
 
     fn step_unchecked(
@@ -572,7 +645,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         mut gates: ArrayViewMut2<'_, F>,
         ws: &mut Workspace<F>,
     ) {
-        let e = self.engine();
+        let e = self;
         let (b, i, g4, gp) = (state.batch(), e.input, 4 * e.hidden, e.gate_stride());
         let direct = gp == g4 && gates.is_standard_layout();
         let x_contig = x.to_slice();
@@ -611,7 +684,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         threads: usize,
         ws: &mut Workspace<F>,
     ) -> Option<Result<()>> {
-        let e = self.engine();
+        let e = self;
         match e.unit_split_threads(threads, state.batch()) {
             n @ 2.. => Some(e.sequence_units(input, state, output, direction, n, ws)),
             _ => None,
@@ -627,7 +700,7 @@ impl<F: Scalar, C: EngineCell<Elem = F>> RecurrentCell<F> for C {
         trace: Option<&mut Trace<F>>,
         ws: &mut Workspace<F>,
     ) {
-        let e = self.engine();
+        let e = self;
         let (t, b, i) = input.dim();
         let (g4, gp) = (4 * e.hidden, e.gate_stride());
         let masked = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < t));

@@ -1,0 +1,277 @@
+//! Every way the engine's work is shared between threads: the batch split of
+//! [`unroll_into_threads`] (any cell), the unit split of the engine cells
+//! ([`crate::engine`], `units`), and the two directions of a layer ([`both`]), all on the
+//! workers of [`lstm_kernels::run_threads`], which stay awake between calls.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use lstm_core::ndarray::{ArrayView3, ArrayViewMut3, Axis, s};
+use lstm_core::unroll::{check_sequence, dims};
+use lstm_core::{
+    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
+};
+
+use crate::sync::{FailOnPanic, Padded, lock, spin_until};
+
+pub use lstm_kernels::{run_threads, set_worker_spin};
+
+/// Multiply-adds of work below which a second thread costs more than it saves. A call after a
+/// pause has to wake the other core: 30-100 us on the machine this was first measured on,
+/// 0.5-1.5 ms (median of spawn to start, p10 57 us, p90 1.5 ms) on a second machine of the same
+/// kind whose idle virtual cores are slow to wake. There, with threads spawned per call, 9.8
+/// million multiply-adds per thread took 1.2-4x the one-thread time on two threads, 19.7
+/// million 0.95-1.17x, 39 million 0.75-0.89x (`crossover` example, 2026-12-02). The workers of
+/// [`lstm_kernels::run_threads`] stay awake between calls that follow each other, but not
+/// across pauses.
+pub const MIN_PARALLEL_WORK: usize = 20_000_000;
+
+/// The threads worth using for `rows` independent rows of work of `work` multiply-adds in all:
+/// at most `threads` and `rows`, and only as many as get [`MIN_PARALLEL_WORK`] each (at least
+/// one).
+pub fn useful_threads(threads: usize, rows: usize, work: usize) -> usize {
+    threads.min(rows).min(work / MIN_PARALLEL_WORK).max(1)
+}
+
+/// The multiply-adds of the matrix products of running `cell` over `steps x batch` rows.
+pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
+    cell: &C,
+    steps: usize,
+    batch: usize,
+) -> usize {
+    steps
+        .saturating_mul(batch)
+        .saturating_mul(4 * cell.hidden_size())
+        .saturating_mul(cell.input_size() + cell.output_size())
+}
+
+/// [`RecurrentCell::unroll_into`] on `threads` threads. It uses only the threads that pay
+/// ([`useful_threads`]); with one it is a plain call. No trace is recorded.
+///
+/// Where every row steps at every position and the cell has a path that shares each step's
+/// work ([`RecurrentCell::sequence_split_unchecked`]; the engine cells split the hidden units
+/// when the weights outgrow L2 or the batch is small), that path runs. Otherwise the batch is
+/// cut into groups of contiguous rows and the sequence into runs of steps, and the threads take
+/// (group, run) claims as they go, so a core that runs slow for a while does less of the work
+/// (see `batch_split` in the source). Both give the one-thread result bit for bit, whatever
+/// the thread count: the unit split sums every column in the one-thread order, and the batch
+/// split uses at most one thread per two rows, so that no group is a single row (which would
+/// take the matrix-vector kernel, whose order of summation differs).
+///
+/// # Errors
+/// As [`RecurrentCell::unroll_into`]; [`LstmError::Invalid`] when a worker thread panicked.
+pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    state: &mut LstmState<F>,
+    mut output: ArrayViewMut3<'_, F>,
+    opts: &SeqOptions<'_>,
+    threads: usize,
+    ws: &mut Workspace<F>,
+) -> Result<()> {
+    let (steps, b) = check_sequence(cell, input.shape(), state, opts)?;
+    let opts = SeqOptions {
+        trace: false,
+        ..*opts
+    };
+    let work = sequence_work(cell, steps, b);
+    crate::check_shape("output", output.shape(), &{
+        let mut s = input.shape().to_vec();
+        s[2] = cell.output_size();
+        s
+    })?;
+    let unmasked = opts.lengths.is_none_or(|l| l.iter().all(|&l| l == steps));
+    let shared = useful_threads(threads, usize::MAX, work);
+    if unmasked && shared > 1 {
+        let (x, out) = match opts.layout {
+            Layout::TimeMajor => (input, output.view_mut()),
+            Layout::BatchFirst => (
+                input.permuted_axes([1, 0, 2]),
+                output.view_mut().permuted_axes([1, 0, 2]),
+            ),
+        };
+        if let Some(done) = cell.sequence_split_unchecked(x, state, out, opts.direction, shared, ws)
+        {
+            return done;
+        }
+    }
+    // At most one thread per two rows, so that every group of the batch split has two rows or
+    // more: a group of one row would take the matrix-vector kernel, which sums in another
+    // order, and the result would depend on the thread count.
+    let threads = useful_threads(threads, b / 2, work);
+    if threads == 1 {
+        return cell.unroll_into(input, state, output, &opts, None, ws);
+    }
+    batch_split(cell, input, state, output, &opts, threads, ws)
+}
+
+/// Rows per group of the batch split, at most: one register tile of the products. A group of 11
+/// rows ran as fast per row as a block of 16 or 32 (batch-mid's shape, 2026-12-02); groups of 8
+/// and fewer ran 3-9% slower per row, which is why a batch of 24 rows on two threads stays in
+/// two groups rather than three.
+pub const GROUP_ROWS: usize = 12;
+
+/// Claims (one group of rows over one run of steps) the batch split cuts a sequence into, per
+/// thread: enough that a thread slowed down for a while hands work to the others, and that the
+/// threads finish within a small fraction of the whole of each other.
+pub const CLAIMS_PER_THREAD: usize = 32;
+
+/// Multiply-adds a claim of the batch split holds at the least, so that the cost of a call
+/// (some microseconds) stays small beside its arithmetic.
+pub const MIN_CLAIM_WORK: usize = 1 << 20;
+
+/// The batch split of [`unroll_into_threads`]: the rows in groups of at most [`GROUP_ROWS`] (at
+/// least one group per thread), the steps in runs, and each thread taking the next claim
+/// (group, run) as it finishes the last, in reading order. A group's run
+/// waits for the same group's previous run; every other claim is free, so a thread that runs
+/// slow for a while (two cores of a shared machine rarely run at the same speed) takes fewer
+/// claims instead of holding the others up at the end.
+fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    state: &mut LstmState<F>,
+    output: ArrayViewMut3<'_, F>,
+    opts: &SeqOptions<'_>,
+    threads: usize,
+    ws: &mut Workspace<F>,
+) -> Result<()> {
+    let (t, b) = dims(input.shape(), opts.layout);
+    let (time, batch) = match opts.layout {
+        Layout::TimeMajor => (Axis(0), Axis(1)),
+        Layout::BatchFirst => (Axis(1), Axis(0)),
+    };
+    let groups = b.div_ceil(GROUP_ROWS).max(threads);
+    let runs = (CLAIMS_PER_THREAD * threads)
+        .div_ceil(groups)
+        .min(sequence_work(cell, t, b) / (groups * MIN_CLAIM_WORK))
+        .clamp(1, t.max(1));
+    let rows: Vec<usize> = (0..=groups).map(|k| k * b / groups).collect();
+    // Run `j` in reading order is piece `piece(j)` of the steps in time order, which covers
+    // steps `k t / runs .. (k + 1) t / runs` for piece `k`.
+    let piece = |j: usize| match opts.direction {
+        Direction::Forward => j,
+        Direction::Reverse => runs - 1 - j,
+    };
+    let span = |j: usize| piece(j) * t / runs..(piece(j) + 1) * t / runs;
+    // Every claim's part of the output (claim `j * groups + g`), taken by the thread that runs it.
+    let mut by_piece = Vec::with_capacity(runs * groups);
+    let mut rest = output;
+    for k in 1..=runs {
+        let (mut run, tail) = rest.split_at(time, k * t / runs - (k - 1) * t / runs);
+        rest = tail;
+        for g in 1..=groups {
+            let (head, tail) = run.split_at(batch, rows[g] - rows[g - 1]);
+            by_piece.push(Some(head));
+            run = tail;
+        }
+    }
+    let parts: Vec<_> = (0..runs * groups)
+        .map(|claim| Mutex::new(by_piece[piece(claim / groups) * groups + claim % groups].take()))
+        .collect();
+    let states = (0..groups)
+        .map(|g| {
+            let r = rows[g]..rows[g + 1];
+            let part = LstmState::new(
+                state.h().slice(s![r.clone(), ..]).to_owned(),
+                state.c().slice(s![r, ..]).to_owned(),
+            )?;
+            Ok(Mutex::new(part))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let shared = Claims {
+        next: Padded(AtomicUsize::new(0)),
+        done: (0..groups).map(|_| Padded(AtomicUsize::new(0))).collect(),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    let worker = |ws: &mut Workspace<F>| {
+        let _fail = FailOnPanic(&shared.failed);
+        let mut lengths = Vec::new();
+        loop {
+            let claim = shared.next.fetch_add(1, Ordering::Relaxed);
+            if claim >= runs * groups || !shared.wait(claim / groups, claim % groups) {
+                return;
+            }
+            let (j, g) = (claim / groups, claim % groups);
+            let (r, st) = (rows[g]..rows[g + 1], span(j));
+            let x = input.slice_axis(time, st.clone().into());
+            let x = x.slice_axis(batch, r.clone().into());
+            let o = SeqOptions {
+                lengths: opts.lengths.map(|l| {
+                    lengths.clear();
+                    lengths.extend(l[r].iter().map(|&l| l.clamp(st.start, st.end) - st.start));
+                    &lengths[..]
+                }),
+                ..*opts
+            };
+            let Some(out) = lock(&parts[claim]).take() else {
+                continue; // never: each claim is taken once
+            };
+            let done = cell.unroll_into(x, &mut lock(&states[g]), out, &o, None, ws);
+            if let Err(e) = done {
+                *lock(&shared.error) = Some(e);
+                shared.failed.store(true, Ordering::Release);
+                return;
+            }
+            shared.done[g].store(j + 1, Ordering::Release);
+        }
+    };
+    // Each thread keeps its own workspace in `ws` across calls.
+    let wss: Vec<_> = ws.per_thread(threads).iter_mut().map(Mutex::new).collect();
+    let joined = lstm_kernels::run_threads(threads, |k| worker(&mut lock(&wss[k])));
+    if let Some(e) = lock(&shared.error).take() {
+        return Err(e);
+    }
+    if !joined || shared.failed.load(Ordering::Acquire) {
+        return Err(LstmError::invalid("worker thread", "panicked"));
+    }
+    let (mut hv, mut cv) = state.parts_mut();
+    for (g, part) in states.into_iter().enumerate() {
+        let part = part.into_inner().unwrap_or_else(PoisonError::into_inner);
+        hv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.h());
+        cv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.c());
+    }
+    Ok(())
+}
+
+/// What the threads of the batch split share.
+struct Claims {
+    /// The next claim to take.
+    next: Padded<AtomicUsize>,
+    /// Per group, the runs finished.
+    done: Vec<Padded<AtomicUsize>>,
+    /// A claim failed or a thread panicked: the others stop.
+    failed: AtomicBool,
+    /// The first error a claim returned.
+    error: Mutex<Option<LstmError>>,
+}
+
+impl Claims {
+    /// Waits until group `g` has finished run `j - 1`; `false` when a claim failed meanwhile.
+    fn wait(&self, j: usize, g: usize) -> bool {
+        spin_until(&self.failed, || self.done[g].load(Ordering::Acquire) >= j)
+    }
+}
+
+/// Runs `job(0, a)` and `job(1, b)` for `[a, b] = inputs` at once, on two workers (the two
+/// directions of a bidirectional layer); returns their results in order. A job that panics
+/// gives [`LstmError::Invalid`] instead of its result.
+pub fn both<A: Send, R: Send>(
+    inputs: [A; 2],
+    job: impl Fn(usize, A) -> Result<R> + Sync,
+) -> [Result<R>; 2] {
+    let [a, b] = inputs;
+    let jobs = [Mutex::new(Some(a)), Mutex::new(Some(b))];
+    let done: [Mutex<Option<Result<R>>>; 2] = [Mutex::new(None), Mutex::new(None)];
+    run_threads(2, |k| {
+        if let Some(input) = lock(&jobs[k]).take() {
+            let result = job(k, input);
+            *lock(&done[k]) = Some(result);
+        }
+    });
+    done.map(|slot| {
+        slot.into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| Err(LstmError::invalid("worker thread", "panicked")))
+    })
+}
