@@ -2,7 +2,7 @@
 
 use lstm_concat::ConcatCell;
 use lstm_core::dev::PlainCell;
-use lstm_core::{RecurrentCell, Result};
+use lstm_core::{LstmState, RecurrentCell, Result};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::workload::Workload;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
@@ -16,7 +16,10 @@ pub const VARIANTS: [&str; 5] = ["concat", "split", "peephole", "state-gated", "
 ///
 /// # Errors
 /// Only for an unknown variant name.
-pub fn cell(variant: &str, w: &Workload) -> Result<Box<dyn RecurrentCell<f32>>> {
+pub fn cell(
+    variant: &str,
+    w: &Workload,
+) -> Result<Box<dyn RecurrentCell<f32, State = LstmState<f32>>>> {
     let mut rng = SplitMix64::new(7);
     let (i, h) = (w.input, w.hidden);
     Ok(match variant {

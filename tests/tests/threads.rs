@@ -307,6 +307,10 @@ struct Decay {
 }
 
 impl RecurrentCell<f64> for Decay {
+    type State = lstm_core::LstmState<f64>;
+    fn gate_count(&self) -> usize {
+        4
+    }
     fn input_size(&self) -> usize {
         self.n
     }

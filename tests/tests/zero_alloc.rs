@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_core::{LstmState, RecurrentCell, SeqOptions, Workspace};
 use lstm_engine::init::SplitMix64;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
@@ -43,7 +43,7 @@ fn count(f: impl FnOnce()) -> usize {
 
 /// Allocations made by `reps` unrolls of `x` after one warm-up, with one workspace throughout.
 fn unroll_allocations(
-    cell: &dyn RecurrentCell<f32>,
+    cell: &dyn RecurrentCell<f32, State = LstmState<f32>>,
     x: &Array3<f32>,
     opts: &SeqOptions<'_>,
     batch: usize,
@@ -63,7 +63,7 @@ fn unroll_allocations(
     })
 }
 
-fn cells() -> Vec<Box<dyn RecurrentCell<f32>>> {
+fn cells() -> Vec<Box<dyn RecurrentCell<f32, State = LstmState<f32>>>> {
     let mut rng = SplitMix64::new(3);
     vec![
         Box::new(SplitCell::random(16, 32, &mut rng).unwrap()),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use lexopt::prelude::*;
 use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{RecurrentCell, SeqOptions, Workspace};
+use lstm_core::{LstmState, RecurrentCell, SeqOptions, Workspace};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::threads;
 use lstm_engine::workload::Workload;
@@ -80,7 +80,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
 
 /// A runnable workload instance.
 enum Subject {
-    Cell(Box<dyn RecurrentCell<f32> + Sync>),
+    Cell(Box<dyn RecurrentCell<f32, State = LstmState<f32>> + Sync>),
     Stack(LstmStack<f32>),
 }
 

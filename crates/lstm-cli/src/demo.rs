@@ -90,7 +90,11 @@ fn four(m: &Array2<f64>) -> Array2<f64> {
     concatenate(Axis(0), &[m.view(), m.view(), m.view(), m.view()]).unwrap_or_else(|_| m.clone())
 }
 
-fn print_trace(name: &str, cell: &dyn RecurrentCell<f64>, readout: &Readout<f64>) -> CliResult {
+fn print_trace(
+    name: &str,
+    cell: &dyn RecurrentCell<f64, State = LstmState<f64>>,
+    readout: &Readout<f64>,
+) -> CliResult {
     let words = ["I", "ate", "cake"];
     let x = Array3::from_shape_fn((3, 1, 3), |(t, _, k)| if t == k { 1.0 } else { 0.0 });
     let out = cell.unroll(x.view(), None, &SeqOptions::default().traced())?;

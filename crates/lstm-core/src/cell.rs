@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 
-use crate::{LstmError, LstmState, Result, Scalar, Workspace, unroll};
+use crate::{CellState, LstmError, LstmState, Result, Scalar, Workspace, unroll};
 
 /// How the time and batch axes of a sequence are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,23 +64,25 @@ impl<'a> SeqOptions<'a> {
     }
 }
 
-/// Every gate activation and cell state of a run, indexed by time step (time-major whatever the
+/// Every gate activation and state of a run, indexed by time step (time-major whatever the
 /// input layout). Entries past a sample's length are zero.
 ///
 /// This is what a backward pass through time needs besides the inputs and the weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace<F> {
-    /// Gate activations `[T, B, 4, H]`, gates in the order i, f, g, o.
+    /// Gate activations `[T, B, G, H]`, `G` = [`RecurrentCell::gate_count`] blocks in the
+    /// cell's order (i, f, g, o for an LSTM).
     pub gates: Array4<F>,
-    /// Cell state after each step, `[T, B, H]`.
+    /// The last part of the state after each step, `[T, B, H]`: the cell state `c` of an LSTM,
+    /// `h` itself for a cell whose state is `h` alone.
     pub cell: Array3<F>,
 }
 
 impl<F: Scalar> Trace<F> {
-    /// An all-zero trace.
-    pub fn zeros(steps: usize, batch: usize, hidden: usize) -> Self {
+    /// An all-zero trace of `gates` blocks.
+    pub fn zeros(steps: usize, batch: usize, gates: usize, hidden: usize) -> Self {
         Self {
-            gates: Array4::zeros((steps, batch, 4, hidden)),
+            gates: Array4::zeros((steps, batch, gates, hidden)),
             cell: Array3::zeros((steps, batch, hidden)),
         }
     }
@@ -88,26 +90,30 @@ impl<F: Scalar> Trace<F> {
 
 /// The result of [`RecurrentCell::unroll`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Unrolled<F> {
+pub struct Unrolled<F, S = LstmState<F>> {
     /// Hidden state at every step, `[T, B, P]` or `[B, T, P]` following the input layout.
     pub output: Array3<F>,
     /// The final state.
-    pub state: LstmState<F>,
+    pub state: S,
     /// The trace, when asked for.
     pub trace: Option<Trace<F>>,
 }
 
-/// An LSTM cell: one step maps `(x_t, h_{t-1}, c_{t-1})` to `(h_t, c_t)`.
+/// A recurrent cell: one step maps `(x_t, state_{t-1})` to `state_t`, whose first part is the
+/// hidden state `h_t` the cell outputs ([`CellState`]): `(h, c)` for an LSTM ([`LstmState`]),
+/// `h` for a GRU.
 ///
-/// Implementers provide the sizes and [`step_unchecked`](Self::step_unchecked); the trait builds
-/// validated stepping and the sequence unroller on top. A cell may override
-/// [`sequence_unchecked`](Self::sequence_unchecked) with a faster whole-sequence path; the shared
-/// test suite (`lstm_core::dev`, feature `dev`) checks that it equals the stepwise default.
+/// Implementers provide the sizes, the state type and
+/// [`step_unchecked`](Self::step_unchecked); the trait builds validated stepping and the
+/// sequence unroller on top. A cell may override [`sequence_unchecked`](Self::sequence_unchecked)
+/// with a faster whole-sequence path; the shared test suite (`lstm_core::dev`, feature `dev`)
+/// checks that it equals the stepwise default.
 ///
 /// # Checklist for implementers
 /// - `step_unchecked` may assume the shapes are right; the provided methods check them.
-/// - It writes the four gate activations to `gates` in the order i, f, g, o (see
-///   [`Gate`](crate::Gate)), so that traces and a later backward pass can read them.
+/// - It writes the [`gate_count`](Self::gate_count) blocks of gate activations to `gates`, in
+///   the cell's documented order (i, f, g, o for an LSTM; see [`Gate`](crate::Gate)), so that
+///   traces and a later backward pass can read them.
 /// - It must not panic on non-finite inputs: NaN and infinities propagate.
 /// - Run `lstm_core::cell_suite!` on the new cell.
 ///
@@ -120,8 +126,10 @@ pub struct Unrolled<F> {
 /// struct Halves(usize);
 ///
 /// impl RecurrentCell<f64> for Halves {
+///     type State = LstmState<f64>;
 ///     fn input_size(&self) -> usize { self.0 }
 ///     fn hidden_size(&self) -> usize { self.0 }
+///     fn gate_count(&self) -> usize { 4 }
 ///     fn step_unchecked(&self, x: ArrayView2<f64>, state: &mut LstmState<f64>,
 ///                       mut gates: ArrayViewMut2<f64>, _ws: &mut Workspace<f64>) {
 ///         let n = self.0;
@@ -143,6 +151,9 @@ pub struct Unrolled<F> {
 /// # Ok::<(), lstm_core::LstmError>(())
 /// ```
 pub trait RecurrentCell<F: Scalar> {
+    /// What the cell carries from step to step.
+    type State: CellState<F>;
+
     /// Width `I` of an input vector.
     fn input_size(&self) -> usize;
 
@@ -154,12 +165,15 @@ pub trait RecurrentCell<F: Scalar> {
         self.hidden_size()
     }
 
-    /// One step for a batch, shapes trusted: `x [B, I]`, `state` of batch `B`, `gates [B, 4H]`
-    /// (standard layout) receives the activations of i, f, g, o.
+    /// `G`: the blocks of `H` gate activations a step writes (4 for an LSTM, 3 for a GRU).
+    fn gate_count(&self) -> usize;
+
+    /// One step for a batch, shapes trusted: `x [B, I]`, `state` of batch `B`, `gates [B, G*H]`
+    /// (standard layout) receives the gate activations.
     fn step_unchecked(
         &self,
         x: ArrayView2<'_, F>,
-        state: &mut LstmState<F>,
+        state: &mut Self::State,
         gates: ArrayViewMut2<'_, F>,
         ws: &mut Workspace<F>,
     );
@@ -170,7 +184,7 @@ pub trait RecurrentCell<F: Scalar> {
     fn sequence_unchecked(
         &self,
         input: ArrayView3<'_, F>,
-        state: &mut LstmState<F>,
+        state: &mut Self::State,
         output: ArrayViewMut3<'_, F>,
         opts: &SeqOptions<'_>,
         trace: Option<&mut Trace<F>>,
@@ -194,7 +208,7 @@ pub trait RecurrentCell<F: Scalar> {
     fn sequence_split_unchecked(
         &self,
         input: ArrayView3<'_, F>,
-        state: &mut LstmState<F>,
+        state: &mut Self::State,
         output: ArrayViewMut3<'_, F>,
         direction: Direction,
         threads: usize,
@@ -205,46 +219,47 @@ pub trait RecurrentCell<F: Scalar> {
     }
 
     /// The all-zero state for a batch of `batch`.
-    fn zero_state(&self, batch: usize) -> LstmState<F> {
-        LstmState::zeros(batch, self.output_size(), self.hidden_size())
+    fn zero_state(&self, batch: usize) -> Self::State {
+        Self::State::zeros(batch, self.output_size(), self.hidden_size())
     }
 
     /// One step, allocation-free: updates `state` in place from `x [B, I]` and writes the gate
-    /// activations to `gates [B, 4H]`.
+    /// activations to `gates [B, G*H]`.
     ///
     /// # Errors
     /// [`LstmError::Shape`] when `x`, `state` or `gates` do not fit the cell or each other.
     fn step_into(
         &self,
         x: ArrayView2<'_, F>,
-        state: &mut LstmState<F>,
+        state: &mut Self::State,
         mut gates: ArrayViewMut2<'_, F>,
         ws: &mut Workspace<F>,
     ) -> Result<()> {
         let b = state.batch();
         crate::check_shape("input x", x.shape(), &[b, self.input_size()])?;
         state.check(b, self.output_size(), self.hidden_size())?;
-        crate::check_shape("gates", gates.shape(), &[b, 4 * self.hidden_size()])?;
+        let width = self.gate_count() * self.hidden_size();
+        crate::check_shape("gates", gates.shape(), &[b, width])?;
         if gates.is_standard_layout() {
             self.step_unchecked(x, state, gates, ws);
         } else {
-            let mut tmp = Array2::zeros((b, 4 * self.hidden_size()));
+            let mut tmp = Array2::zeros((b, width));
             self.step_unchecked(x, state, tmp.view_mut(), ws);
             gates.assign(&tmp);
         }
         Ok(())
     }
 
-    /// One step: updates `state` from `x [B, I]` and returns the gate activations `[B, 4, H]`.
+    /// One step: updates `state` from `x [B, I]` and returns the gate activations `[B, G, H]`.
     ///
     /// # Errors
     /// [`LstmError::Shape`] when `x` and `state` do not fit the cell.
-    fn step(&self, x: ArrayView2<'_, F>, state: &mut LstmState<F>) -> Result<Array3<F>> {
-        let (b, h) = (state.batch(), self.hidden_size());
-        let mut gates = Array2::zeros((b, 4 * h));
+    fn step(&self, x: ArrayView2<'_, F>, state: &mut Self::State) -> Result<Array3<F>> {
+        let (b, g, h) = (state.batch(), self.gate_count(), self.hidden_size());
+        let mut gates = Array2::zeros((b, g * h));
         self.step_into(x, state, gates.view_mut(), &mut Workspace::new())?;
         gates
-            .into_shape_with_order((b, 4, h))
+            .into_shape_with_order((b, g, h))
             .map_err(|e| LstmError::invalid("gates", e))
     }
 
@@ -257,9 +272,9 @@ pub trait RecurrentCell<F: Scalar> {
     fn unroll(
         &self,
         input: ArrayView3<'_, F>,
-        initial: Option<&LstmState<F>>,
+        initial: Option<&Self::State>,
         opts: &SeqOptions<'_>,
-    ) -> Result<Unrolled<F>> {
+    ) -> Result<Unrolled<F, Self::State>> {
         let (t, b) = unroll::dims(input.shape(), opts.layout);
         let mut state = match initial {
             Some(s) => s.clone(),
@@ -270,7 +285,9 @@ pub trait RecurrentCell<F: Scalar> {
             Layout::TimeMajor => Array3::zeros((t, b, p)),
             Layout::BatchFirst => Array3::zeros((b, t, p)),
         };
-        let mut trace = opts.trace.then(|| Trace::zeros(t, b, self.hidden_size()));
+        let mut trace = opts
+            .trace
+            .then(|| Trace::zeros(t, b, self.gate_count(), self.hidden_size()));
         self.unroll_into(
             input,
             &mut state,
@@ -288,14 +305,14 @@ pub trait RecurrentCell<F: Scalar> {
 
     /// [`unroll`](Self::unroll) into caller-owned memory: `state` is read as the initial state and
     /// left as the final one, `output` (same layout as `input`) is overwritten, `trace` (when
-    /// given) must be `[T, B, 4, H]` / `[T, B, H]`. With a reused workspace this allocates nothing.
+    /// given) must be `[T, B, G, H]` / `[T, B, H]`. With a reused workspace this allocates nothing.
     ///
     /// # Errors
     /// As [`unroll`](Self::unroll), plus [`LstmError::Shape`] for `output` or `trace`.
     fn unroll_into(
         &self,
         input: ArrayView3<'_, F>,
-        state: &mut LstmState<F>,
+        state: &mut Self::State,
         mut output: ArrayViewMut3<'_, F>,
         opts: &SeqOptions<'_>,
         trace: Option<&mut Trace<F>>,
@@ -311,7 +328,8 @@ pub trait RecurrentCell<F: Scalar> {
         crate::check_shape("output", output.shape(), &expected)?;
         let mut trace = trace;
         if let Some(tr) = trace.as_deref_mut() {
-            crate::check_shape("trace gates", tr.gates.shape(), &[t, b, 4, h])?;
+            let g = self.gate_count();
+            crate::check_shape("trace gates", tr.gates.shape(), &[t, b, g, h])?;
             crate::check_shape("trace cell", tr.cell.shape(), &[t, b, h])?;
             tr.gates.fill(F::zero());
             tr.cell.fill(F::zero());

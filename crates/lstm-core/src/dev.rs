@@ -38,8 +38,8 @@ pub struct RefStep {
 
 /// A cell variant as the suite sees it. Its cells have `P = H`.
 pub trait CellFamily {
-    /// The cell type at each precision.
-    type Cell<F: Scalar>: RecurrentCell<F>;
+    /// The cell type at each precision: an LSTM, whose state is `(h, c)`.
+    type Cell<F: Scalar>: RecurrentCell<F, State = LstmState<F>>;
 
     /// Whether the variant guarantees `|h| <= 1`.
     const BOUNDED_H: bool = true;
@@ -311,7 +311,7 @@ pub fn run_stepwise<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F
     let x = case.x.mapv(F::of);
     let mut state = case.state::<F>();
     let mut output = Array3::zeros((t, b, cell.output_size()));
-    let mut trace = Trace::zeros(t, b, h);
+    let mut trace = Trace::zeros(t, b, 4, h);
     unroll::stepwise(
         &cell,
         x.view(),
@@ -884,8 +884,14 @@ pub struct PlainCell<F> {
 }
 
 impl<F: Scalar> RecurrentCell<F> for PlainCell<F> {
+    type State = LstmState<F>;
+
     fn input_size(&self) -> usize {
         self.w.ncols()
+    }
+
+    fn gate_count(&self) -> usize {
+        4
     }
 
     fn hidden_size(&self) -> usize {

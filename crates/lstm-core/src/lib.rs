@@ -16,7 +16,7 @@ pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
 pub use error::{LstmError, Result, check_finite, check_shape, fmt_shape};
 pub use gates::{Activation, Gate, cell_update, sigmoid, tanh};
 pub use scalar::Scalar;
-pub use state::LstmState;
+pub use state::{CellState, LstmState};
 pub use workspace::Workspace;
 pub use workspace::{copy_rows, write_rows};
 

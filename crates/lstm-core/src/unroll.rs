@@ -8,7 +8,7 @@
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 
 use crate::{
-    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace,
+    CellState, Direction, Layout, LstmError, RecurrentCell, Result, Scalar, SeqOptions, Trace,
     Workspace,
 };
 
@@ -32,7 +32,7 @@ pub fn dims(shape: &[usize], layout: Layout) -> (usize, usize) {
 pub fn check_sequence<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     cell: &C,
     shape: &[usize],
-    state: &LstmState<F>,
+    state: &C::State,
     opts: &SeqOptions<'_>,
 ) -> Result<(usize, usize)> {
     let (t, b) = dims(shape, opts.layout);
@@ -83,7 +83,7 @@ pub fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<()
 pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
-    state: &mut LstmState<F>,
+    state: &mut C::State,
     output: ArrayViewMut3<'_, F>,
     opts: &SeqOptions<'_>,
     trace: Option<&mut Trace<F>>,
@@ -92,6 +92,7 @@ pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     let (b, i) = (input.len_of(Axis(1)), input.len_of(Axis(2)));
     drive(
         input.len_of(Axis(0)),
+        cell.gate_count(),
         cell.hidden_size(),
         opts,
         state,
@@ -114,31 +115,36 @@ pub fn stepwise<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 /// The shared schedule of a sequence run.
 ///
 /// For each step it fills `times[b]` with the time index sample `b` reads (or [`INACTIVE`]) and
-/// calls `step(times, state, gates [B, 4H], scratch, ws)`, which must write the gate activations
-/// and update the state of every row (rows that are inactive are restored afterwards). `scratch`
-/// has `scratch_len` elements for the caller's own use. Then it writes each active row's `h` to
-/// `output[t, b]` and, when tracing, the gates and `c` to the trace.
+/// calls `step(times, state, gates [B, G*H], scratch, ws)` for `G = gates` blocks of `hidden`,
+/// which must write the gate activations and update the state of every row (rows that are
+/// inactive are restored afterwards). `scratch` has `scratch_len` elements for the caller's own
+/// use. Then it writes each active row's `h` (part 0 of the state) to `output[t, b]` and, when
+/// tracing, the gates and the state's last part to the trace.
 ///
 /// # Panics
 /// When `output`, `trace` or `opts.lengths` do not fit `steps` and the state's batch (the
 /// validated entry points never pass such arguments).
 #[allow(clippy::too_many_arguments)]
-pub fn drive<F: Scalar>(
+pub fn drive<F: Scalar, S: CellState<F>>(
     steps: usize,
+    gates: usize,
     hidden: usize,
     opts: &SeqOptions<'_>,
-    state: &mut LstmState<F>,
+    state: &mut S,
     mut output: ArrayViewMut3<'_, F>,
     mut trace: Option<&mut Trace<F>>,
     ws: &mut Workspace<F>,
     scratch_len: usize,
-    mut step: impl FnMut(&[usize], &mut LstmState<F>, ArrayViewMut2<'_, F>, &mut [F], &mut Workspace<F>),
+    mut step: impl FnMut(&[usize], &mut S, ArrayViewMut2<'_, F>, &mut [F], &mut Workspace<F>),
 ) {
     let batch = state.batch();
-    let (p, h) = (state.h().ncols(), hidden);
+    let h = hidden;
+    let last = S::PARTS - 1;
+    let width: usize = (0..S::PARTS).map(|k| state.part(k).ncols()).sum();
     let needs_mask = opts.lengths.is_some_and(|l| l.iter().any(|&l| l < steps));
-    let save = if needs_mask { batch * (p + h) } else { 0 };
-    let ([zbuf, saved, scratch], times, ws) = ws.split([batch * 4 * h, save, scratch_len], batch);
+    let save = if needs_mask { batch * width } else { 0 };
+    let ([zbuf, saved, scratch], times, ws) =
+        ws.split([batch * gates * h, save, scratch_len], batch);
     let len_of = |b: usize| opts.lengths.map_or(steps, |l| l[b]);
     let max_len = (0..batch).map(len_of).max().unwrap_or(0);
     for k in 0..max_len {
@@ -156,29 +162,35 @@ pub fn drive<F: Scalar>(
             };
         }
         if any_inactive {
-            let (hs, cs) = saved.split_at_mut(batch * p);
-            crate::copy_rows(state.h(), hs);
-            crate::copy_rows(state.c(), cs);
-        }
-        let z = ArrayViewMut2::from_shape((batch, 4 * h), &mut *zbuf).expect("buffer sized B*4H");
-        step(times, state, z, scratch, ws);
-        let (mut hv, mut cv) = state.parts_mut();
-        if any_inactive {
-            let (hs, cs) = saved.split_at(batch * p);
-            for (b, &t) in times.iter().enumerate() {
-                if t == INACTIVE {
-                    hv.row_mut(b)
-                        .as_slice_mut()
-                        .expect("standard layout")
-                        .copy_from_slice(&hs[b * p..(b + 1) * p]);
-                    cv.row_mut(b)
-                        .as_slice_mut()
-                        .expect("standard layout")
-                        .copy_from_slice(&cs[b * h..(b + 1) * h]);
-                }
+            let mut at = 0;
+            for part in 0..S::PARTS {
+                let p = state.part(part);
+                let n = p.len();
+                crate::copy_rows(p, &mut saved[at..at + n]);
+                at += n;
             }
         }
-        let z = ArrayView2::from_shape((batch, 4 * h), &*zbuf).expect("buffer sized B*4H");
+        let z =
+            ArrayViewMut2::from_shape((batch, gates * h), &mut *zbuf).expect("buffer sized B*G*H");
+        step(times, state, z, scratch, ws);
+        if any_inactive {
+            let mut at = 0;
+            for part in 0..S::PARTS {
+                let mut p = state.part_mut(part);
+                let w = p.ncols();
+                for (b, &t) in times.iter().enumerate() {
+                    if t == INACTIVE {
+                        p.row_mut(b)
+                            .as_slice_mut()
+                            .expect("standard layout")
+                            .copy_from_slice(&saved[at + b * w..at + (b + 1) * w]);
+                    }
+                }
+                at += batch * w;
+            }
+        }
+        let z = ArrayView2::from_shape((batch, gates * h), &*zbuf).expect("buffer sized B*G*H");
+        let hv = state.part(0);
         for (b, &t) in times.iter().enumerate() {
             if t == INACTIVE {
                 continue;
@@ -189,7 +201,9 @@ pub fn drive<F: Scalar>(
                 for (gate, mut dst) in g.outer_iter_mut().enumerate() {
                     dst.assign(&z.slice(s![b, gate * h..(gate + 1) * h]));
                 }
-                tr.cell.slice_mut(s![t, b, ..]).assign(&cv.row(b));
+                tr.cell
+                    .slice_mut(s![t, b, ..])
+                    .assign(&state.part(last).row(b));
             }
         }
     }

@@ -564,6 +564,12 @@ impl<F: Scalar> EngineCell for LstmEngine<F> {
 macro_rules! engine_cell {
     ($cell:ident) => {
         impl<F: $crate::lstm_core::Scalar> $crate::lstm_core::RecurrentCell<F> for $cell<F> {
+            type State = $crate::lstm_core::LstmState<F>;
+
+            fn gate_count(&self) -> usize {
+                4
+            }
+
             fn input_size(&self) -> usize {
                 <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::input_size(
                     $crate::EngineCell::engine(self),
@@ -626,6 +632,12 @@ macro_rules! engine_cell {
 }
 
 impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
+    type State = LstmState<F>;
+
+    fn gate_count(&self) -> usize {
+        4
+    }
+
     fn input_size(&self) -> usize {
         self.input
     }
@@ -742,6 +754,7 @@ impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
         let pre = &*pre;
         unroll::drive(
             t,
+            4,
             e.hidden,
             opts,
             state,

@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use lstm_core::ndarray::{ArrayView3, ArrayViewMut3, Axis, s};
+use lstm_core::ndarray::{ArrayView3, ArrayViewMut3, Axis};
 use lstm_core::unroll::{check_sequence, dims};
 use lstm_core::{
-    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
+    CellState, Direction, Layout, LstmError, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
 };
 
 use crate::sync::{FailOnPanic, Padded, lock, spin_until};
@@ -63,7 +63,7 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
-    state: &mut LstmState<F>,
+    state: &mut C::State,
     mut output: ArrayViewMut3<'_, F>,
     opts: &SeqOptions<'_>,
     threads: usize,
@@ -129,7 +129,7 @@ pub const MIN_CLAIM_WORK: usize = 1 << 20;
 fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
-    state: &mut LstmState<F>,
+    state: &mut C::State,
     output: ArrayViewMut3<'_, F>,
     opts: &SeqOptions<'_>,
     threads: usize,
@@ -168,16 +168,9 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     let parts: Vec<_> = (0..runs * groups)
         .map(|claim| Mutex::new(by_piece[piece(claim / groups) * groups + claim % groups].take()))
         .collect();
-    let states = (0..groups)
-        .map(|g| {
-            let r = rows[g]..rows[g + 1];
-            let part = LstmState::new(
-                state.h().slice(s![r.clone(), ..]).to_owned(),
-                state.c().slice(s![r, ..]).to_owned(),
-            )?;
-            Ok(Mutex::new(part))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let states: Vec<_> = (0..groups)
+        .map(|g| Mutex::new(state.rows(rows[g]..rows[g + 1])))
+        .collect();
     let shared = Claims {
         next: Padded(AtomicUsize::new(0)),
         done: (0..groups).map(|_| Padded(AtomicUsize::new(0))).collect(),
@@ -207,7 +200,7 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
             let Some(out) = lock(&parts[claim]).take() else {
                 continue; // never: each claim is taken once
             };
-            let done = cell.unroll_into(x, &mut lock(&states[g]), out, &o, None, ws);
+            let done = cell.unroll_into(x, &mut *lock(&states[g]), out, &o, None, ws);
             if let Err(e) = done {
                 *lock(&shared.error) = Some(e);
                 shared.failed.store(true, Ordering::Release);
@@ -225,11 +218,9 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     if !joined || shared.failed.load(Ordering::Acquire) {
         return Err(LstmError::invalid("worker thread", "panicked"));
     }
-    let (mut hv, mut cv) = state.parts_mut();
     for (g, part) in states.into_iter().enumerate() {
         let part = part.into_inner().unwrap_or_else(PoisonError::into_inner);
-        hv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.h());
-        cv.slice_mut(s![rows[g]..rows[g + 1], ..]).assign(&part.c());
+        state.assign_rows(rows[g], &part);
     }
     Ok(())
 }

@@ -1,10 +1,61 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-pub use lstm_core;
+pub use lstm_core::{
+    self, CellState, Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled,
+};
 
-use lstm_core::ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
-use lstm_core::{Activation, LstmError, Result, Scalar, check_shape};
+use lstm_core::ndarray::{
+    Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
+};
+use lstm_core::{Activation, LstmError, Result, Scalar, Workspace, check_shape, unroll};
+
+/// The state a GRU carries between steps: its hidden state `h [B, H]` alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GruState<F> {
+    h: Array2<F>,
+}
+
+impl<F: Scalar> GruState<F> {
+    /// A state from `h [B, H]`.
+    pub fn new(h: Array2<F>) -> Self {
+        Self {
+            h: h.as_standard_layout().into_owned(),
+        }
+    }
+
+    /// The hidden state `h [B, H]`.
+    pub fn h(&self) -> ArrayView2<'_, F> {
+        self.h.view()
+    }
+
+    /// Takes the state apart.
+    pub fn into_h(self) -> Array2<F> {
+        self.h
+    }
+}
+
+impl<F: Scalar> CellState<F> for GruState<F> {
+    const PARTS: usize = 1;
+
+    fn zeros(batch: usize, output: usize, _hidden: usize) -> Self {
+        Self {
+            h: Array2::zeros((batch, output)),
+        }
+    }
+
+    fn part(&self, _k: usize) -> ArrayView2<'_, F> {
+        self.h.view()
+    }
+
+    fn part_mut(&mut self, _k: usize) -> ArrayViewMut2<'_, F> {
+        self.h.view_mut()
+    }
+
+    fn check(&self, batch: usize, output: usize, _hidden: usize) -> Result<()> {
+        check_shape("initial state h", self.h.shape(), &[batch, output])
+    }
+}
 
 /// One direction of a GRU layer: weights, biases and the gate functions.
 #[derive(Clone, Debug)]
@@ -136,16 +187,6 @@ impl<F: Scalar> GruCell<F> {
         )
     }
 
-    /// `I`.
-    pub fn input_size(&self) -> usize {
-        self.w_t.nrows()
-    }
-
-    /// `H`.
-    pub fn hidden_size(&self) -> usize {
-        self.r_t.nrows()
-    }
-
     /// Whether the reset gate is applied after the candidate's recurrent product.
     pub fn linear_before_reset(&self) -> bool {
         self.linear_before_reset
@@ -160,7 +201,8 @@ impl<F: Scalar> GruCell<F> {
     }
 
     /// Runs a time-major sequence `x [T, B, I]` from `h0 [B, H]` (zeros if `None`), forward or
-    /// (`reverse`) from each sample's last valid step back to its first.
+    /// (`reverse`) from each sample's last valid step back to its first: the contract's
+    /// [`unroll`](RecurrentCell::unroll) with those options.
     ///
     /// # Errors
     /// [`LstmError::Shape`] for a wrong shape, [`LstmError::Invalid`] for a length above `T` or
@@ -172,53 +214,43 @@ impl<F: Scalar> GruCell<F> {
         lengths: Option<&[usize]>,
         reverse: bool,
     ) -> Result<GruOutput<F>> {
+        let initial = h0.map(|a| GruState::new(a.to_owned()));
+        let mut opts = SeqOptions::default();
+        if let Some(l) = lengths {
+            opts = opts.lengths(l);
+        }
+        if reverse {
+            opts = opts.reverse();
+        }
+        let out = self.unroll(x, initial.as_ref(), &opts)?;
+        Ok(GruOutput {
+            output: out.output,
+            h_n: out.state.into_h(),
+        })
+    }
+
+    /// The whole-sequence path, shapes and lengths trusted: `x [T, B, I]`, `output [T, B, H]`
+    /// (zero on entry) time-major; the input products of every step in one product first.
+    fn sequence(
+        &self,
+        x: ArrayView3<'_, F>,
+        state: &mut Array2<F>,
+        mut output: ArrayViewMut3<'_, F>,
+        lengths: Option<&[usize]>,
+        reverse: bool,
+    ) {
         let (t_len, batch, input) = x.dim();
         let h = self.hidden_size();
-        check_shape("GRU input", &[input], &[self.input_size()]).map_err(|_| {
-            LstmError::shape(
-                "GRU input",
-                format!("[T, B, {}]", self.input_size()),
-                x.shape(),
-            )
-        })?;
-        let mut state = match h0 {
-            Some(a) => {
-                check_shape("GRU initial state", a.shape(), &[batch, h])?;
-                a.to_owned()
-            }
-            None => Array2::zeros((batch, h)),
-        };
-        let lens: Vec<usize> = match lengths {
-            Some(l) => {
-                if l.len() != batch {
-                    return Err(LstmError::invalid(
-                        "sequence lengths",
-                        format!(
-                            "expected one length per batch row ({batch}), got {}",
-                            l.len()
-                        ),
-                    ));
-                }
-                if let Some((row, &bad)) = l.iter().enumerate().find(|(_, v)| **v > t_len) {
-                    return Err(LstmError::invalid(
-                        "sequence lengths",
-                        format!("length {bad} of batch row {row} is outside 0..={t_len}"),
-                    ));
-                }
-                l.to_vec()
-            }
-            None => vec![t_len; batch],
-        };
-        let mut output = Array3::zeros((t_len, batch, h));
-        if t_len == 0 || batch == 0 || h == 0 {
-            return Ok(GruOutput { output, h_n: state });
+        if t_len == 0 || batch == 0 {
+            return;
         }
-        // The input products of every step at once: [T * B, 3H].
+        let lens = |b: usize| lengths.map_or(t_len, |l| l[b]);
         let flat = x
             .as_standard_layout()
             .into_owned()
             .into_shape_with_order((t_len * batch, input))
-            .map_err(|e| LstmError::invalid("GRU input", e))?;
+            .expect("standard layout, T * B * I values");
+        // The input products of every step at once: [T * B, 3H].
         let xp = flat.dot(&self.w_t) + &self.wb;
         let (rz_t, n_t) = (
             self.r_t.slice(s![.., ..2 * h]),
@@ -236,8 +268,8 @@ impl<F: Scalar> GruCell<F> {
             };
             let mut reset = Array2::<F>::zeros((batch, h));
             // The rows still stepping, each with the time it is at.
-            let active = (0..batch).filter(|&b| step < lens[b]).map(|b| {
-                let t = if reverse { lens[b] - 1 - step } else { step };
+            let active = (0..batch).filter(|&b| step < lens(b)).map(|b| {
+                let t = if reverse { lens(b) - 1 - step } else { step };
                 (b, t)
             });
             for (b, t) in active.clone() {
@@ -268,7 +300,89 @@ impl<F: Scalar> GruCell<F> {
                 }
             }
         }
-        Ok(GruOutput { output, h_n: state })
+    }
+
+    /// One step's gate activations and new state for every row: `gates [B, 3H]` gets z, r, n.
+    fn step_rows(
+        &self,
+        x: ArrayView2<'_, F>,
+        state: &mut Array2<F>,
+        mut gates: ArrayViewMut2<'_, F>,
+    ) {
+        let h = self.hidden_size();
+        let xp = x.dot(&self.w_t) + &self.wb;
+        let hp = state.dot(&self.r_t) + &self.rb;
+        let one = F::one();
+        for b in 0..x.nrows() {
+            for j in 0..h {
+                gates[[b, j]] = self.f.apply(self.clip(xp[[b, j]] + hp[[b, j]]));
+                gates[[b, h + j]] = self.f.apply(self.clip(xp[[b, h + j]] + hp[[b, h + j]]));
+            }
+        }
+        let reset_h = (!self.linear_before_reset).then(|| {
+            let mut rh = state.clone();
+            for ((b, j), v) in rh.indexed_iter_mut() {
+                *v = gates[[b, h + j]] * *v;
+            }
+            rh.dot(&self.r_t.slice(s![.., 2 * h..])) + self.rb.slice(s![2 * h..])
+        });
+        for b in 0..x.nrows() {
+            for j in 0..h {
+                let rec = match &reset_h {
+                    Some(rh) => rh[[b, j]],
+                    None => gates[[b, h + j]] * hp[[b, 2 * h + j]],
+                };
+                let n = self.g.apply(self.clip(xp[[b, 2 * h + j]] + rec));
+                let z = gates[[b, j]];
+                gates[[b, 2 * h + j]] = n;
+                state[[b, j]] = (one - z) * n + z * state[[b, j]];
+            }
+        }
+    }
+}
+
+/// A GRU is a [`RecurrentCell`] whose state is `h` and whose three gate blocks are z, r, n.
+/// Untraced sequences take the whole-sequence path (every step's input product at once);
+/// traced ones step.
+impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
+    type State = GruState<F>;
+
+    fn input_size(&self) -> usize {
+        self.w_t.nrows()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.r_t.nrows()
+    }
+
+    fn gate_count(&self) -> usize {
+        3
+    }
+
+    fn step_unchecked(
+        &self,
+        x: ArrayView2<'_, F>,
+        state: &mut GruState<F>,
+        gates: ArrayViewMut2<'_, F>,
+        _ws: &mut Workspace<F>,
+    ) {
+        self.step_rows(x, &mut state.h, gates);
+    }
+
+    fn sequence_unchecked(
+        &self,
+        input: ArrayView3<'_, F>,
+        state: &mut GruState<F>,
+        output: ArrayViewMut3<'_, F>,
+        opts: &SeqOptions<'_>,
+        trace: Option<&mut Trace<F>>,
+        ws: &mut Workspace<F>,
+    ) {
+        if trace.is_some() {
+            return unroll::stepwise(self, input, state, output, opts, trace, ws);
+        }
+        let reverse = opts.direction == Direction::Reverse;
+        self.sequence(input, &mut state.h, output, opts.lengths, reverse);
     }
 }
 
@@ -362,6 +476,49 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The contract's two paths agree: traced (one step at a time) and untraced (the input
+    /// products of every step at once), in both directions, with lengths and a batch-first
+    /// input, and the trace holds three gate blocks and `h`.
+    #[test]
+    fn stepping_and_the_sequence_path_agree() {
+        for lbr in [false, true] {
+            let c = cell(4, 3, lbr, 5);
+            let mut rng = lstm_engine::init::SplitMix64::new(3);
+            let x: Array3<f64> = rng.uniform_array((3, 7, 4), 1.0); // [B, T, I]
+            let h0 = GruState::new(rng.uniform_array((3, 3), 1.0));
+            let lens = [7, 4, 1];
+            for reverse in [false, true] {
+                let mut opts = SeqOptions::default().batch_first().lengths(&lens);
+                if reverse {
+                    opts = opts.reverse();
+                }
+                let fast = c.unroll(x.view(), Some(&h0), &opts).unwrap();
+                let slow = c.unroll(x.view(), Some(&h0), &opts.traced()).unwrap();
+                let diff = (&fast.output - &slow.output)
+                    .mapv(f64::abs)
+                    .fold(0.0, |m: f64, &v| m.max(v));
+                assert!(diff < 1e-13, "{diff}");
+                assert!(
+                    (&fast.state.h() - &slow.state.h())
+                        .iter()
+                        .all(|v| v.abs() < 1e-13)
+                );
+                let trace = slow.trace.unwrap();
+                assert_eq!(trace.gates.shape(), &[7, 3, 3, 3]);
+                // The trace's state is h: the output, time-major.
+                for t in 0..7 {
+                    for b in 0..3 {
+                        for j in 0..3 {
+                            assert_eq!(trace.cell[[t, b, j]], slow.output[[b, t, j]]);
+                        }
+                    }
+                }
+            }
+            let one = c.step(x.slice(s![.., 0, ..]), &mut h0.clone()).unwrap();
+            assert_eq!(one.shape(), &[3, 3, 3]);
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use lstm_core::ndarray::{Array3, Array4, ArrayView3, Axis, s};
 use lstm_core::{LstmError, Result, Scalar, check_shape};
-use lstm_gru::GruCell;
+use lstm_gru::{GruCell, RecurrentCell};
 
 use super::proto::NodeProto;
 use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};
