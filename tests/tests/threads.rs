@@ -358,7 +358,10 @@ fn a_failing_worker_is_an_error_not_a_hang() {
         &mut Workspace::new(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("worker thread"), "{err}");
+    assert!(
+        matches!(err, lstm_core::LstmError::WorkerPanicked { .. }),
+        "{err}"
+    );
 }
 
 proptest::proptest! {

@@ -128,15 +128,16 @@ fn large_batch_unrolls_allocate_nothing() {
 /// several tiles, as the hand-written AVX-512 kernels.
 #[test]
 fn every_kernel_level_agrees_in_f32() {
-    use lstm_engine::kernels::{Level, set_max_level};
+    use lstm_engine::kernels::{Level, with_max_level};
     let mut rng = SplitMix64::new(9);
     let cell = PeepholeCell::<f32>::random(21, 37, &mut rng).unwrap();
     let x: Array3<f32> = rng.uniform_array((9, 27, 21), 2.0);
     let run = |level| {
-        set_max_level(level);
-        let y = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-        set_max_level(Level::Avx512);
-        y.output
+        with_max_level(level, || {
+            cell.unroll(x.view(), None, &SeqOptions::default())
+        })
+        .unwrap()
+        .output
     };
     let fast = run(Level::Avx512);
     for level in [Level::Avx2, Level::Portable] {
@@ -157,9 +158,10 @@ fn portable_fallback_agrees() {
     let cell = SplitCell::<f64>::random(7, 9, &mut rng).unwrap();
     let x: Array3<f64> = rng.uniform_array((6, 3, 7), 1.0);
     let fast = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_engine::kernels::set_max_level(lstm_engine::kernels::Level::Portable);
-    let slow = cell.unroll(x.view(), None, &SeqOptions::default()).unwrap();
-    lstm_engine::kernels::set_max_level(lstm_engine::kernels::Level::Avx512);
+    let slow = lstm_engine::kernels::with_max_level(lstm_engine::kernels::Level::Portable, || {
+        cell.unroll(x.view(), None, &SeqOptions::default())
+    })
+    .unwrap();
     let diff = fast
         .output
         .iter()

@@ -275,8 +275,10 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
             }
             let mut graph = onnx::load::<F>(model)?;
             graph.set_threads(args.threads);
-            let name = args.node.as_deref().unwrap_or_default();
-            crate::graph::run_node(args, &graph, name, x, [h0, c0], lens)?;
+            match args.node.as_deref() {
+                Some(name) => crate::graph::run_node(args, &graph, name, x, [h0, c0], lens)?,
+                None => crate::graph::run_graph(args, &graph, Some(x))?,
+            }
         }
         _ => {
             return Err(CliError::Usage(format!(

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
+use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, s};
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::{EngineCell, EngineSpec, LstmEngine};
@@ -60,8 +60,7 @@ impl<F: Scalar> ConcatCell<F> {
 
     /// The weights `W [4H, H + I]` as given.
     pub fn weights(&self) -> Array2<F> {
-        let e = &self.engine;
-        concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()]).unwrap_or_default()
+        self.engine.w_concatenated()
     }
 
     /// The bias `b [4H]`.

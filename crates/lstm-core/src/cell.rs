@@ -204,7 +204,7 @@ pub trait RecurrentCell<F: Scalar> {
     /// outgrow a core's L2 cache (`LstmEngine::unit_split_threads`).
     ///
     /// # Errors
-    /// [`LstmError::Invalid`](crate::LstmError::Invalid) when a worker thread failed.
+    /// [`LstmError::WorkerPanicked`](crate::LstmError::WorkerPanicked) when a worker thread panicked.
     fn sequence_split_unchecked(
         &self,
         input: ArrayView3<'_, F>,

@@ -48,6 +48,12 @@ pub enum LstmError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A worker thread of a threaded path panicked; the call's outputs are not to be used.
+    #[error("a worker thread panicked ({during})")]
+    WorkerPanicked {
+        /// What the thread was doing.
+        during: String,
+    },
     /// An operating-system error while reading or writing a file.
     #[error("cannot access {path}: {source}")]
     Io {

@@ -1,4 +1,4 @@
-//! Gate helpers: the nonlinearities and the cell update.
+//! Gate helpers: the sigmoid, the gate order and the activation functions of ONNX.
 //!
 //! # Gate order
 //!
@@ -23,9 +23,6 @@ pub enum Gate {
 }
 
 impl Gate {
-    /// All gates in storage order.
-    pub const ALL: [Gate; 4] = [Gate::Input, Gate::Forget, Gate::Cell, Gate::Output];
-
     /// The block index of the gate (0..4).
     pub const fn index(self) -> usize {
         self as usize
@@ -51,18 +48,6 @@ pub fn sigmoid<F: Scalar>(x: F) -> F {
         let e = x.exp();
         e / (F::one() + e)
     }
-}
-
-/// The hyperbolic tangent.
-#[inline]
-pub fn tanh<F: Scalar>(x: F) -> F {
-    x.tanh()
-}
-
-/// The cell update `c_t = f * c_{t-1} + i * g`.
-#[inline]
-pub fn cell_update<F: Scalar>(f: F, c_prev: F, i: F, g: F) -> F {
-    f * c_prev + i * g
 }
 
 /// An activation function of a gate, with its parameters.
@@ -183,6 +168,25 @@ impl<F: Scalar> Activation<F> {
         }
     }
 
+    /// The parameters [`from_onnx`](Self::from_onnx) takes back with [`onnx_name`](Self::onnx_name):
+    /// `[]`, `[alpha]` or `[alpha, beta]` (what an ONNX export writes to `activation_alpha` /
+    /// `activation_beta`).
+    pub fn onnx_params(&self) -> Vec<F> {
+        match *self {
+            Activation::Sigmoid
+            | Activation::Tanh
+            | Activation::Relu
+            | Activation::Softsign
+            | Activation::Softplus => vec![],
+            Activation::LeakyRelu { alpha }
+            | Activation::ThresholdedRelu { alpha }
+            | Activation::Elu { alpha } => vec![alpha],
+            Activation::Affine { alpha, beta }
+            | Activation::ScaledTanh { alpha, beta }
+            | Activation::HardSigmoid { alpha, beta } => vec![alpha, beta],
+        }
+    }
+
     /// How many of `alpha`, `beta` the named function takes (0, 1 or 2), or `None` for an
     /// unknown name. Names are matched case-insensitively, as ONNX Runtime does.
     pub fn onnx_param_count(name: &str) -> Option<usize> {
@@ -266,5 +270,55 @@ impl<F: Scalar> Activation<F> {
     /// Whether the function's range lies in `[0, 1]` (a proper gate).
     pub fn is_unit_range(&self) -> bool {
         matches!(self, Activation::Sigmoid | Activation::HardSigmoid { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every function survives the trip through its ONNX name and parameters, as an export and
+    /// a re-import make it.
+    #[test]
+    fn onnx_names_and_parameters_round_trip() {
+        let all = [
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Relu,
+            Activation::Affine {
+                alpha: 0.5,
+                beta: -1.0,
+            },
+            Activation::LeakyRelu { alpha: 0.125 },
+            Activation::ThresholdedRelu { alpha: 0.375 },
+            Activation::ScaledTanh {
+                alpha: 2.0,
+                beta: 0.5,
+            },
+            Activation::HardSigmoid {
+                alpha: 0.25,
+                beta: 0.5,
+            },
+            Activation::Elu { alpha: 1.5 },
+            Activation::Softsign,
+            Activation::Softplus,
+        ];
+        for a in all {
+            let params = a.onnx_params();
+            assert_eq!(
+                Activation::<f64>::onnx_param_count(a.onnx_name()),
+                Some(params.len())
+            );
+            assert_eq!(Activation::from_onnx(a.onnx_name(), &params).unwrap(), a);
+            assert_eq!(a.cast::<f32>().cast::<f64>(), a, "exact in f32");
+        }
+        assert!(matches!(
+            Activation::<f64>::from_onnx("Gelu", &[]),
+            Err(LstmError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Activation::<f64>::from_onnx("Elu", &[]),
+            Err(LstmError::Invalid { .. })
+        ));
     }
 }

@@ -14,7 +14,7 @@ pub mod dev;
 
 pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
 pub use error::{LstmError, Result, check_finite, check_shape, fmt_shape};
-pub use gates::{Activation, Gate, cell_update, sigmoid, tanh};
+pub use gates::{Activation, Gate, sigmoid};
 pub use scalar::Scalar;
 pub use state::{CellState, LstmState};
 pub use workspace::Workspace;

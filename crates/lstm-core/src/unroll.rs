@@ -25,6 +25,21 @@ pub fn dims(shape: &[usize], layout: Layout) -> (usize, usize) {
     }
 }
 
+/// Checks that `shape` is a 3-D sequence of `input` wide vectors in `layout`; returns `(T, B)`.
+///
+/// # Errors
+/// [`LstmError::Shape`] saying which layout and width were expected.
+pub fn check_input(shape: &[usize], input: usize, layout: Layout) -> Result<(usize, usize)> {
+    if shape.len() != 3 || shape[2] != input {
+        let want = match layout {
+            Layout::TimeMajor => format!("[T, B, {input}] (time-major)"),
+            Layout::BatchFirst => format!("[B, T, {input}] (batch-first)"),
+        };
+        return Err(LstmError::shape("input sequence", want, shape));
+    }
+    Ok(dims(shape, layout))
+}
+
 /// Validates a sequence input, the state and the lengths for `cell`; returns `(T, B)`.
 ///
 /// # Errors
@@ -35,15 +50,7 @@ pub fn check_sequence<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     state: &C::State,
     opts: &SeqOptions<'_>,
 ) -> Result<(usize, usize)> {
-    let (t, b) = dims(shape, opts.layout);
-    let i = cell.input_size();
-    if shape.len() != 3 || shape[2] != i {
-        let want = match opts.layout {
-            Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
-            Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
-        };
-        return Err(LstmError::shape("input sequence", want, shape));
-    }
+    let (t, b) = check_input(shape, cell.input_size(), opts.layout)?;
     state.check(b, cell.output_size(), cell.hidden_size())?;
     if let Some(lengths) = opts.lengths {
         check_lengths(lengths, b, t)?;

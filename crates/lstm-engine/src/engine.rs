@@ -230,7 +230,9 @@ impl<F: Scalar> LstmEngine<F> {
         let wx = Packed::from_fn(input, 4 * hidden, |k, n| spec.w_input[[n, k]]);
         let wr = Packed::from_fn(r, 4 * hidden, |k, n| spec.w_recurrent[[n, k]]);
         let mut padded = vec![F::zero(); wx.padded_cols()];
-        padded[..4 * hidden].copy_from_slice(bias.as_slice().unwrap_or_default());
+        for (d, &v) in padded.iter_mut().zip(&bias) {
+            *d = v;
+        }
         let g = &spec.gates;
         Ok(Self {
             input,
@@ -261,6 +263,19 @@ impl<F: Scalar> LstmEngine<F> {
     pub fn w_recurrent(&self) -> Array2<F> {
         Array2::from_shape_fn((4 * self.hidden, self.wr.rows()), |(n, k)| {
             self.wr.get(k, n)
+        })
+    }
+
+    /// The recurrent and the input weights side by side, `[W_r | W_x]` (`[4H, R + I]`): the
+    /// concatenated layout acting on `[r; x]`.
+    pub fn w_concatenated(&self) -> Array2<F> {
+        let r = self.wr.rows();
+        Array2::from_shape_fn((4 * self.hidden, r + self.input), |(n, k)| {
+            if k < r {
+                self.wr.get(k, n)
+            } else {
+                self.wx.get(k - r, n)
+            }
         })
     }
 

@@ -59,7 +59,7 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
 /// take the matrix-vector kernel, whose order of summation differs).
 ///
 /// # Errors
-/// As [`RecurrentCell::unroll_into`]; [`LstmError::Invalid`] when a worker thread panicked.
+/// As [`RecurrentCell::unroll_into`]; [`LstmError::WorkerPanicked`] when a worker thread panicked.
 pub fn unroll_into_threads<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
     cell: &C,
     input: ArrayView3<'_, F>,
@@ -216,7 +216,9 @@ fn batch_split<F: Scalar, C: RecurrentCell<F> + Sync + ?Sized>(
         return Err(e);
     }
     if !joined || shared.failed.load(Ordering::Acquire) {
-        return Err(LstmError::invalid("worker thread", "panicked"));
+        return Err(LstmError::WorkerPanicked {
+            during: "the batch split".into(),
+        });
     }
     for (g, part) in states.into_iter().enumerate() {
         let part = part.into_inner().unwrap_or_else(PoisonError::into_inner);
@@ -263,6 +265,10 @@ pub fn both<A: Send, R: Send>(
     done.map(|slot| {
         slot.into_inner()
             .unwrap_or_else(PoisonError::into_inner)
-            .unwrap_or_else(|| Err(LstmError::invalid("worker thread", "panicked")))
+            .unwrap_or_else(|| {
+                Err(LstmError::WorkerPanicked {
+                    during: "one direction of a layer".into(),
+                })
+            })
     })
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+use std::cell::Cell;
 use std::fmt::Debug;
 use std::ops::{Add, Mul};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -26,28 +27,59 @@ pub enum Level {
 
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Avx512 as u8);
 
-/// Caps the level the kernels use (process-wide), for testing the fallbacks and for comparing.
-/// `set_max_level(Level::Avx512)` lifts the cap.
+thread_local! {
+    /// The calling thread's own cap (see [`with_max_level`]).
+    static THREAD_MAX_LEVEL: Cell<u8> = const { Cell::new(Level::Avx512 as u8) };
+}
+
+/// Caps the level the kernels use (process-wide), for comparing the fallbacks.
+/// `set_max_level(Level::Avx512)` lifts the cap. Tests should use [`with_max_level`], which
+/// changes nothing another thread reads.
 pub fn set_max_level(level: Level) {
     MAX_LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-/// The level in use: the widest the running CPU supports, capped by [`set_max_level`].
-///
-/// Detection is done by `std` once and cached, so this is cheap enough to call per product.
-pub fn level() -> Level {
-    let cap = MAX_LEVEL.load(Ordering::Relaxed);
+/// Runs `f` with the kernels the calling thread uses capped at `level` (and at the process-wide
+/// cap), then restores the thread's cap, even when `f` panics. Work that `f` hands to other
+/// threads (the threaded paths of `lstm-engine`) is not capped.
+pub fn with_max_level<R>(level: Level, f: impl FnOnce() -> R) -> R {
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_MAX_LEVEL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_MAX_LEVEL.with(|c| c.replace(level as u8)));
+    f()
+}
+
+/// The widest level the running CPU supports, whatever the caps.
+pub fn detected_level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if cap >= Level::Avx512 as u8 && x86::has_avx512() {
+        if x86::has_avx512() {
             return Level::Avx512;
         }
-        if cap >= Level::Avx2 as u8 && x86::has_avx2() {
+        if x86::has_avx2() {
             return Level::Avx2;
         }
     }
-    let _ = cap;
     Level::Portable
+}
+
+/// The level in use: [`detected_level`], capped by [`set_max_level`] and, on the calling thread,
+/// by [`with_max_level`].
+///
+/// Detection is done by `std` once and cached, so this is cheap enough to call per product.
+pub fn level() -> Level {
+    let cap = MAX_LEVEL
+        .load(Ordering::Relaxed)
+        .min(THREAD_MAX_LEVEL.with(Cell::get));
+    match detected_level() {
+        Level::Avx512 if cap >= Level::Avx512 as u8 => Level::Avx512,
+        Level::Avx512 | Level::Avx2 if cap >= Level::Avx2 as u8 => Level::Avx2,
+        _ => Level::Portable,
+    }
 }
 
 mod sealed {

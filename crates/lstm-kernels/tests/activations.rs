@@ -4,6 +4,8 @@
 
 use lstm_kernels::{GateOptions, fast_activations, lstm_gates};
 
+mod common;
+
 fn sweep() -> Vec<f32> {
     let mut x: Vec<f32> = (0..=4_000_000).map(|i| -20.0 + i as f32 * 1e-5).collect();
     let mut v = 1e-30f64;
@@ -31,7 +33,12 @@ fn fast_activations_are_within_bounds_of_f64() {
     let x = sweep();
     let (mut s, mut t) = (vec![0.0; x.len()], vec![0.0; x.len()]);
     if !fast_activations(&x, &mut s, &mut t) {
-        return; // no vectorised version on this CPU: the exact functions are used instead
+        // No vectorised version on this CPU: the exact functions are used instead.
+        assert!(!common::cpu_has(
+            lstm_kernels::Level::Avx512,
+            "fast activations"
+        ));
+        return;
     }
     let (mut ds, mut dt, mut rt) = (0.0f64, 0.0f64, 0.0f64);
     for ((&x, &s), &t) in x.iter().zip(&s).zip(&t) {
@@ -96,6 +103,10 @@ fn gate_pass_matches_the_formulas() {
             };
             let (mut z, mut c, mut h) = (z0.clone(), c0.clone(), vec![0.0f32; n]);
             if !lstm_gates(n, &mut z, &mut c, &mut h, &opts) {
+                assert!(!common::cpu_has(
+                    lstm_kernels::Level::Avx512,
+                    "the vectorised gate pass"
+                ));
                 return;
             }
             for j in 0..n {

@@ -214,19 +214,7 @@ impl<F: Scalar> LstmStack<F> {
             self.output_size(),
             self.input_size(),
         );
-        let (t, b) = unroll::dims(x.shape(), opts.layout);
-        let expected = match opts.layout {
-            Layout::TimeMajor => [t, b, i],
-            Layout::BatchFirst => [b, t, i],
-        };
-        if x.ndim() != 3 || x.shape()[2] != i {
-            let want = match opts.layout {
-                Layout::TimeMajor => format!("[T, B, {i}] (time-major)"),
-                Layout::BatchFirst => format!("[B, T, {i}] (batch-first)"),
-            };
-            return Err(LstmError::shape("input", want, x.shape()));
-        }
-        check_shape("input", x.shape(), &expected)?;
+        let (t, b) = unroll::check_input(x.shape(), i, opts.layout)?;
         if let Some(h0) = &h0 {
             check_shape("initial h", h0.shape(), &[d * l, b, p])?;
         }

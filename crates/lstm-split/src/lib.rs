@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
-use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, concatenate, s};
+use lstm_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, s};
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::{EngineCell, EngineSpec, LstmEngine};
@@ -90,10 +90,7 @@ impl<F: Scalar> SplitCell<F> {
     /// The concatenated form `(W_cat [4H, H + I], b = b_w + b_u)` of this cell.
     pub fn to_concatenated(&self) -> (Array2<F>, Array1<F>) {
         let e = &self.engine;
-        (
-            concatenate(Axis(1), &[e.w_recurrent().view(), e.w_input().view()]).unwrap_or_default(),
-            e.bias().to_owned(),
-        )
+        (e.w_concatenated(), e.bias().to_owned())
     }
 
     /// `W [4H, I]` (a copy: the cell stores its weights packed).

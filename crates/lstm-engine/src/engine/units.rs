@@ -91,7 +91,7 @@ impl<F: Scalar> LstmEngine<F> {
     /// position.
     ///
     /// # Errors
-    /// [`LstmError::Invalid`] when a worker thread panicked.
+    /// [`LstmError::WorkerPanicked`] when a worker thread panicked.
     pub(crate) fn sequence_units(
         &self,
         input: ArrayView3<'_, F>,
@@ -178,7 +178,9 @@ impl<F: Scalar> LstmEngine<F> {
             }
         });
         if !joined || shared.barrier.poisoned.load(Ordering::Acquire) {
-            return Err(LstmError::invalid("worker thread", "panicked"));
+            return Err(LstmError::WorkerPanicked {
+                during: "the unit split".into(),
+            });
         }
         let (mut hv, mut cv) = state.parts_mut();
         for s in 0..count {
