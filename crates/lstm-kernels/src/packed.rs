@@ -142,7 +142,7 @@ fn storage<T: Clone + Default>(len: usize) -> (Vec<T>, usize) {
 /// For large `data` (see [`alignment`]), which then starts on a page boundary: asks the kernel
 /// to back it with transparent huge pages as it is first written. Streaming batch-large's
 /// 16 MiB of recurrent weights every step then needs 8 address translations instead of 4096,
-/// which measured 2.5% faster end to end on one thread (`docs/benchmarks.md`). Only advice:
+/// which measured 2.5% faster end to end on one thread (CHANGELOG, performance history). Only advice:
 /// where the kernel has them switched off, the data stays on ordinary pages, and memory the
 /// allocator had handed out before moves to huge pages later, by the kernel's background scan.
 #[cfg(target_os = "linux")]

@@ -365,7 +365,7 @@ unsafe fn tile<const R: usize>(t: Tile) {
 /// towards L2 alongside. It issues fewer instructions per step than an indexed loop, which
 /// counts most when the machine is slow: 12% faster on the workloads' shapes in minutes when
 /// the products ran at two thirds of their usual speed, 1.5% in quiet ones (in-process
-/// alternation, `docs/benchmarks.md`).
+/// alternation, the CHANGELOG's performance history).
 ///
 /// # Safety
 /// AVX-512F present; `a` holds `k * R` values, `b` (and `next`, with `PREFETCH`) `k * NR`.
@@ -384,7 +384,7 @@ unsafe fn k_loop<const R: usize, const PREFETCH: bool>(
     /// Each row's value is broadcast inside the multiply-add (`{1to16}`), which the compiler
     /// does not do for a value used twice: two instructions per row instead of three. Level
     /// with the separate broadcast when the machine is quiet, 3-5% faster end to end when it
-    /// is slow (`docs/benchmarks.md`).
+    /// is slow (the CHANGELOG's performance history).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn step<const R: usize>(
