@@ -9,7 +9,7 @@
 //! alone).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lstm_benches::{VARIANTS, cell};
+use lstm_benches::{PLAIN, cell, variants};
 use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
 use lstm_core::{RecurrentCell, SeqOptions, Trace, Workspace};
@@ -24,8 +24,8 @@ fn bench(c: &mut Criterion, w: Workload) {
         group.sample_size(10);
     }
     let mut rng = SplitMix64::new(1);
-    for variant in VARIANTS {
-        if variant == "plain" && w.batch > 1 {
+    for variant in variants() {
+        if variant == PLAIN && w.batch > 1 {
             continue;
         }
         let Ok(cell) = cell(variant, &w) else {

@@ -2,15 +2,36 @@
 
 use lstm_concat::ConcatCell;
 use lstm_core::dev::PlainCell;
-use lstm_core::{LstmState, RecurrentCell, Result};
+use lstm_core::{LstmState, RecurrentCell, Result, Variant};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::workload::Workload;
 use lstm_peephole::{PeepholeCell, StateGatedCell};
 use lstm_split::SplitCell;
 
-/// Variant names, as the crates are named (`peephole` is the classic peephole cell,
-/// `state-gated` the cell-state-gated one), and `plain`, the unoptimised baseline.
-pub const VARIANTS: [&str; 5] = ["concat", "split", "peephole", "state-gated", "plain"];
+/// Calls `$m!(Type, ...)` with every LSTM variant (the cells whose state is `(h, c)`).
+macro_rules! lstm_variants {
+    ($m:ident) => {
+        $m!(
+            ConcatCell<f32>,
+            SplitCell<f32>,
+            PeepholeCell<f32>,
+            StateGatedCell<f32>,
+        )
+    };
+}
+
+/// The name of the unoptimised baseline, [`PlainCell`].
+pub const PLAIN: &str = "plain";
+
+/// Variant names, from each cell's [`Variant::NAME`], then [`PLAIN`].
+pub fn variants() -> Vec<&'static str> {
+    macro_rules! names {
+        ($($t:ty),* $(,)?) => {
+            vec![$(<$t as Variant<f32>>::NAME,)* PLAIN]
+        };
+    }
+    lstm_variants!(names)
+}
 
 /// A variant on random weights for a workload.
 ///
@@ -20,28 +41,30 @@ pub fn cell(
     variant: &str,
     w: &Workload,
 ) -> Result<Box<dyn RecurrentCell<f32, State = LstmState<f32>>>> {
-    let mut rng = SplitMix64::new(7);
     let (i, h) = (w.input, w.hidden);
-    Ok(match variant {
-        "concat" => Box::new(ConcatCell::random(i, h, &mut rng)?),
-        "split" => Box::new(SplitCell::random(i, h, &mut rng)?),
-        "peephole" => Box::new(PeepholeCell::random(i, h, &mut rng)?),
-        "state-gated" => Box::new(StateGatedCell::random(i, h, &mut rng)?),
-        "plain" => {
-            let k = 1.0 / (h as f64).sqrt();
-            Box::new(PlainCell {
-                w: rng.uniform_array((4 * h, i), k),
-                u: rng.uniform_array((4 * h, h), k),
-                b: rng.uniform_array(4 * h, k),
-            })
-        }
-        other => {
-            return Err(lstm_core::LstmError::invalid(
-                "variant",
-                format!("unknown variant {other:?}"),
-            ));
-        }
-    })
+    macro_rules! by_name {
+        ($($t:ty),* $(,)?) => {
+            $(
+                if variant == <$t as Variant<f32>>::NAME {
+                    return Ok(Box::new(<$t as Variant<f32>>::seeded(i, h, 7)?));
+                }
+            )*
+        };
+    }
+    lstm_variants!(by_name);
+    if variant == PLAIN {
+        let mut rng = SplitMix64::new(7);
+        let k = 1.0 / (h as f64).sqrt();
+        return Ok(Box::new(PlainCell {
+            w: rng.uniform_array((4 * h, i), k),
+            u: rng.uniform_array((4 * h, h), k),
+            b: rng.uniform_array(4 * h, k),
+        }));
+    }
+    Err(lstm_core::LstmError::invalid(
+        "variant",
+        format!("unknown variant {variant:?}"),
+    ))
 }
 
 /// One bidirectional layer on random weights for a workload: the layer-stack benchmark.

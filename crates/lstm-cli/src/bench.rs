@@ -4,27 +4,53 @@ use std::io::Write;
 use std::time::Instant;
 
 use lexopt::prelude::*;
-use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{LstmState, RecurrentCell, SeqOptions, Workspace};
+use lstm_core::{RecurrentCell, SeqOptions, Variant, Workspace};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::threads;
 use lstm_engine::workload::Workload;
 use lstm_layers::{LstmStack, StackOptions};
-use lstm_peephole::{PeepholeCell, StateGatedCell};
-use lstm_split::SplitCell;
 
 use crate::{CliError, CliResult};
 
-pub const HELP: &str = "\
-    lstm bench [--workload stream|seq-small|batch-mid|batch-large] [--variant NAME]
+/// The names of the registered cells, then `layers`.
+fn variants() -> Vec<&'static str> {
+    macro_rules! names {
+        ($($t:ty),* $(,)?) => {
+            vec![$(<$t as Variant<f32>>::NAME),*]
+        };
+    }
+    let mut v = registered!(names);
+    v.push(LAYERS);
+    v
+}
+
+/// The benchmark of one bidirectional layer of the stack.
+const LAYERS: &str = "layers";
+
+/// The help of `lstm bench`, with every registered variant.
+pub fn help() -> String {
+    macro_rules! lines {
+        ($($t:ty),* $(,)?) => {
+            [$(format!(
+                "            {:<12} {}\n",
+                <$t as Variant<f32>>::NAME,
+                <$t as Variant<f32>>::ABOUT
+            )),*]
+            .concat()
+        };
+    }
+    format!(
+        "    lstm bench [--workload stream|seq-small|batch-mid|batch-large] [--variant NAME]
                [--threads N] [--format json]
         Time the canonical workloads (float32, random weights, after a warm-up) and print the
-        median: ns/step (stream), us/seq (seq-small), ms/batch (batch-*). Variants: concat,
-        split, peephole, state-gated, layers (one bidirectional layer). Default: all of them.
-";
-
-const VARIANTS: [&str; 5] = ["concat", "split", "peephole", "state-gated", "layers"];
+        median: ns/step (stream), us/seq (seq-small), ms/batch (batch-*). Default: every
+        variant:
+{}            {LAYERS:<12} one bidirectional LSTM layer of the stack
+",
+        registered!(lines)
+    )
+}
 
 #[derive(Debug)]
 pub struct BenchArgs {
@@ -37,7 +63,7 @@ pub struct BenchArgs {
 pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
     let mut a = BenchArgs {
         workloads: Workload::ALL.to_vec(),
-        variants: VARIANTS.to_vec(),
+        variants: variants(),
         threads: 1,
         json: false,
     };
@@ -50,12 +76,11 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
             }
             Long("variant") => {
                 let v = p.value()?.string()?;
-                let found = VARIANTS.iter().find(|n| **n == v).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "unknown variant {v:?} (expected one of {VARIANTS:?})"
-                    ))
+                let known = variants();
+                let found = known.iter().find(|n| **n == v).ok_or_else(|| {
+                    CliError::Usage(format!("unknown variant {v:?} (expected one of {known:?})"))
                 })?;
-                a.variants = vec![found];
+                a.variants = vec![*found];
             }
             Long("threads") => {
                 a.threads = crate::parse_threads(&p.value()?.string()?)?;
@@ -78,40 +103,63 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
     Ok(a)
 }
 
-/// A runnable workload instance.
-enum Subject {
-    Cell(Box<dyn RecurrentCell<f32, State = LstmState<f32>> + Sync>),
-    Stack(LstmStack<f32>),
-}
-
-fn subject(variant: &str, w: &Workload) -> CliResult<Subject> {
-    let mut rng = SplitMix64::new(42);
-    let (i, h) = (w.input, w.hidden);
-    Ok(match variant {
-        "concat" => Subject::Cell(Box::new(ConcatCell::random(i, h, &mut rng)?)),
-        "split" => Subject::Cell(Box::new(SplitCell::random(i, h, &mut rng)?)),
-        "peephole" => Subject::Cell(Box::new(PeepholeCell::random(i, h, &mut rng)?)),
-        "state-gated" => Subject::Cell(Box::new(StateGatedCell::random(i, h, &mut rng)?)),
-        _ => Subject::Stack(LstmStack::random(i, h, 1, 2, &mut rng)?),
-    })
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// Median seconds per unit (step for stream, run otherwise).
-fn measure(s: &Subject, w: &Workload, threads: usize) -> CliResult<f64> {
+/// Times `variant` on `w`: median seconds per unit (step for stream, run otherwise) and the
+/// multiply-adds of one unit.
+fn measure(variant: &str, w: &Workload, threads: usize) -> CliResult<(f64, f64)> {
+    macro_rules! by_name {
+        ($($t:ty),* $(,)?) => {
+            $(
+                if variant == <$t as Variant<f32>>::NAME {
+                    let cell = <$t as Variant<f32>>::seeded(w.input, w.hidden, 42)?;
+                    return measure_cell(&cell, w, threads);
+                }
+            )*
+        };
+    }
+    registered!(by_name);
+    let stack = LstmStack::random(w.input, w.hidden, 1, 2, &mut SplitMix64::new(42))?;
+    let mut rng = SplitMix64::new(1);
+    let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+    let opts = StackOptions {
+        threads,
+        ..StackOptions::default()
+    };
+    let (warm, reps) = repetitions(w);
+    let secs = time_runs(warm, reps, || {
+        stack.forward(x.view(), None, None, &opts)?;
+        Ok(())
+    })?;
+    // Two directions of `w.flops() / 2` multiply-adds each.
+    Ok((secs, w.flops()))
+}
+
+fn repetitions(w: &Workload) -> (usize, usize) {
+    match w.name {
+        "stream" => (200, 2000),
+        "seq-small" => (2, 301),
+        "batch-mid" => (2, 21),
+        _ => (2, 7),
+    }
+}
+
+/// Times one cell: a step at a time with its state carried for stream, whole sequences
+/// otherwise.
+fn measure_cell<C: RecurrentCell<f32> + Sync>(
+    cell: &C,
+    w: &Workload,
+    threads: usize,
+) -> CliResult<(f64, f64)> {
     let mut rng = SplitMix64::new(1);
     let mut ws = Workspace::new();
+    let work = cell.step_work() as f64;
     if w.name == "stream" {
-        let Subject::Cell(cell) = s else {
-            let x: Array3<f32> = rng.uniform_array((1, 1, w.input), 1.0);
-            return time_runs(200, 2000, || s_forward(s, &x, threads));
-        };
         let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
-        let mut gates = Array2::zeros((1, 4 * w.hidden));
+        let mut gates = Array2::zeros((1, cell.gate_count() * cell.hidden_size()));
         let mut state = cell.zero_state(1);
         let mut step = || {
             cell.step_into(x.view(), &mut state, gates.view_mut(), &mut ws)
@@ -128,45 +176,26 @@ fn measure(s: &Subject, w: &Workload, threads: usize) -> CliResult<f64> {
             }
             samples.push(t0.elapsed().as_secs_f64() / 500.0);
         }
-        return Ok(median(samples));
+        return Ok((median(samples), work));
     }
     let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
-    let reps = match w.name {
-        "seq-small" => 301,
-        "batch-mid" => 21,
-        _ => 7,
-    };
-    match s {
-        Subject::Cell(cell) => {
-            let mut out = Array3::zeros((w.steps, w.batch, cell.output_size()));
-            let opts = SeqOptions::default();
-            time_runs(2, reps, || {
-                let mut st = cell.zero_state(w.batch);
-                threads::unroll_into_threads(
-                    cell.as_ref(),
-                    x.view(),
-                    &mut st,
-                    out.view_mut(),
-                    &opts,
-                    threads,
-                    &mut ws,
-                )?;
-                Ok(())
-            })
-        }
-        Subject::Stack(_) => time_runs(2, reps, || s_forward(s, &x, threads)),
-    }
-}
-
-fn s_forward(s: &Subject, x: &Array3<f32>, threads: usize) -> CliResult {
-    if let Subject::Stack(stack) = s {
-        let opts = StackOptions {
+    let mut out = Array3::zeros((w.steps, w.batch, cell.output_size()));
+    let opts = SeqOptions::default();
+    let (warm, reps) = repetitions(w);
+    let secs = time_runs(warm, reps, || {
+        let mut st = cell.zero_state(w.batch);
+        threads::unroll_into_threads(
+            cell,
+            x.view(),
+            &mut st,
+            out.view_mut(),
+            &opts,
             threads,
-            ..StackOptions::default()
-        };
-        stack.forward(x.view(), None, None, &opts)?;
-    }
-    Ok(())
+            &mut ws,
+        )?;
+        Ok(())
+    })?;
+    Ok((secs, work * (w.steps * w.batch) as f64))
 }
 
 fn time_runs(warm: usize, reps: usize, mut f: impl FnMut() -> CliResult) -> CliResult<f64> {
@@ -208,10 +237,9 @@ pub fn run(a: &BenchArgs) -> CliResult {
                 );
                 let _ = std::io::stderr().flush();
             }
-            let s = subject(variant, w)?;
-            let secs = measure(&s, w, a.threads)?;
-            let threads = match s {
-                Subject::Stack(_) => a.threads,
+            let (secs, work) = measure(variant, w, a.threads)?;
+            let threads = match variant {
+                LAYERS => a.threads,
                 _ if w.name == "stream" => 1,
                 _ => a.threads.min(w.batch),
             };
@@ -220,17 +248,7 @@ pub fn run(a: &BenchArgs) -> CliResult {
                 "seq-small" => (secs * 1e6, "us/seq"),
                 _ => (secs * 1e3, "ms/batch"),
             };
-            let (b, t, i, h) = (
-                w.batch as f64,
-                w.steps as f64,
-                w.input as f64,
-                w.hidden as f64,
-            );
-            let flops = match variant {
-                "state-gated" => 2.0 * b * t * (4.0 * h * i + 3.0 * h * h),
-                "layers" => 2.0 * w.flops(),
-                _ => w.flops(),
-            };
+            let flops = 2.0 * work;
             let gflops = flops / secs / 1e9;
             if a.json {
                 outln!(

@@ -28,6 +28,9 @@ macro_rules! outln {
     };
 }
 
+#[macro_use]
+mod variants;
+
 mod bench;
 mod demo;
 mod graph;
@@ -94,7 +97,7 @@ fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
         // The help goes with the usage error; if it cannot be written, the error still can.
-        let _ = write!(std::io::stdout(), "{HELP}{}{}", run::HELP, bench::HELP);
+        let _ = write!(std::io::stdout(), "{HELP}{}{}", run::HELP, bench::help());
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
@@ -110,7 +113,7 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            out!("{HELP}{}{}", run::HELP, bench::HELP);
+            out!("{HELP}{}{}", run::HELP, bench::help());
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

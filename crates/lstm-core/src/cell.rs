@@ -168,6 +168,13 @@ pub trait RecurrentCell<F: Scalar> {
     /// `G`: the blocks of `H` gate activations a step writes (4 for an LSTM, 3 for a GRU).
     fn gate_count(&self) -> usize;
 
+    /// The multiply-adds of one step of one batch row's products: `G H (I + P)` by default.
+    /// Thread splits and benchmarks count work with it.
+    fn step_work(&self) -> usize {
+        (self.gate_count() * self.hidden_size())
+            .saturating_mul(self.input_size() + self.output_size())
+    }
+
     /// One step for a batch, shapes trusted: `x [B, I]`, `state` of batch `B`, `gates [B, G*H]`
     /// (standard layout) receives the gate activations.
     fn step_unchecked(

@@ -7,6 +7,7 @@ pub mod gates;
 mod scalar;
 mod state;
 pub mod unroll;
+mod variant;
 mod workspace;
 
 #[cfg(feature = "dev")]
@@ -17,6 +18,7 @@ pub use error::{LstmError, Result, check_finite, check_shape, fmt_shape};
 pub use gates::{Activation, Gate, sigmoid};
 pub use scalar::Scalar;
 pub use state::{CellState, LstmState};
+pub use variant::Variant;
 pub use workspace::Workspace;
 pub use workspace::{copy_rows, write_rows};
 

@@ -39,10 +39,7 @@ pub fn sequence_work<F: Scalar, C: RecurrentCell<F> + ?Sized>(
     steps: usize,
     batch: usize,
 ) -> usize {
-    steps
-        .saturating_mul(batch)
-        .saturating_mul(4 * cell.hidden_size())
-        .saturating_mul(cell.input_size() + cell.output_size())
+    steps.saturating_mul(batch).saturating_mul(cell.step_work())
 }
 
 /// [`RecurrentCell::unroll_into`] on `threads` threads. It uses only the threads that pay

@@ -187,6 +187,26 @@ impl<F: Scalar> GruCell<F> {
         )
     }
 
+    /// A cell with random weights and biases, uniform in `[-1/sqrt(H), 1/sqrt(H)]` as
+    /// `nn.GRU` initialises them, resetting after the product as `nn.GRU` does.
+    ///
+    /// # Errors
+    /// An [`LstmError`] when `hidden` is zero.
+    pub fn random(
+        input: usize,
+        hidden: usize,
+        rng: &mut lstm_engine::init::SplitMix64,
+    ) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        Self::new(
+            rng.uniform_array((3 * hidden, input), k),
+            rng.uniform_array((3 * hidden, hidden), k),
+            Some(rng.uniform_array(3 * hidden, k)),
+            Some(rng.uniform_array(3 * hidden, k)),
+            true,
+        )
+    }
+
     /// Whether the reset gate is applied after the candidate's recurrent product.
     pub fn linear_before_reset(&self) -> bool {
         self.linear_before_reset
@@ -383,6 +403,16 @@ impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
         }
         let reverse = opts.direction == Direction::Reverse;
         self.sequence(input, &mut state.h, output, opts.lengths, reverse);
+    }
+}
+
+impl<F: Scalar> lstm_core::Variant<F> for GruCell<F> {
+    const NAME: &'static str = "gru";
+    const ABOUT: &'static str =
+        "the gated recurrent unit of nn.GRU (z, r, n; reset after the product)";
+
+    fn seeded(input: usize, hidden: usize, seed: u64) -> Result<Self> {
+        Self::random(input, hidden, &mut lstm_engine::init::SplitMix64::new(seed))
     }
 }
 
