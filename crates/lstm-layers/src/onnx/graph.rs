@@ -12,100 +12,15 @@ use lstm_core::ndarray::ArrayD;
 use lstm_core::{LstmError, Result, Scalar};
 use prost::Message;
 
+use super::declared::{GraphValue, check_declared};
 use super::gru::OnnxGru;
 use super::lstm::OnnxLstm;
 use super::ops::Op;
-use super::proto::{self, NodeProto, ValueInfoProto};
-use super::tensor::{ElemType, Tensor, Value, decode_tensor};
+use super::proto::{self, NodeProto};
+use super::tensor::{Tensor, Value, decode_tensor};
 
-/// `[2, batch, ?]`.
-fn fmt_dims(dims: &[Dim]) -> String {
-    let parts: Vec<String> = dims
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(n) => n.to_string(),
-            Dim::Named(s) => s.clone(),
-            Dim::Unknown => "?".into(),
-        })
-        .collect();
-    format!("[{}]", parts.join(", "))
-}
-
-/// One dimension of a declared input or output shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Dim {
-    /// A fixed size.
-    Fixed(usize),
-    /// A named size (`"batch"`): every dimension of that name has the same size in one run.
-    Named(String),
-    /// Not given.
-    Unknown,
-}
-
-/// A declared graph input or output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GraphValue {
-    /// Its name in the graph.
-    pub name: String,
-    /// Its element type.
-    pub elem: ElemType,
-    /// Its shape, when the graph declares one.
-    pub dims: Option<Vec<Dim>>,
-}
-
-impl GraphValue {
-    /// `name [2, batch, 4] float32`, for messages.
-    pub fn describe(&self) -> String {
-        let dims = self
-            .dims
-            .as_deref()
-            .map_or_else(String::new, |d| format!(" {}", fmt_dims(d)));
-        format!("{:?}{dims} {}", self.name, self.elem.name())
-    }
-
-    fn from_proto(v: &ValueInfoProto) -> Self {
-        let tensor = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-        GraphValue {
-            name: v.name.clone(),
-            elem: ElemType::from_code(tensor.map_or(0, |t| t.elem_type)),
-            dims: tensor.and_then(|t| t.shape.as_ref()).map(|s| {
-                s.dim
-                    .iter()
-                    .map(|d| match (d.dim_value, &d.dim_param) {
-                        (Some(n), _) if n >= 0 => Dim::Fixed(n as usize),
-                        (_, Some(p)) if !p.is_empty() => Dim::Named(p.clone()),
-                        _ => Dim::Unknown,
-                    })
-                    .collect()
-            }),
-        }
-    }
-}
-
-/// What a graph input feeds, found by following it through the tensor operators to the input
-/// of a recurrent node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InputRole {
-    /// `X`.
-    Sequence,
-    /// `sequence_lens`.
-    Lengths,
-    /// `initial_h`.
-    InitialH,
-    /// `initial_c`.
-    InitialC,
-}
-
-/// What a graph output holds, found by following it back to the output of recurrent nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputRole {
-    /// `Y`.
-    Sequence,
-    /// `Y_h`.
-    FinalH,
-    /// `Y_c`.
-    FinalC,
-}
+mod roles;
+pub use roles::{InputRole, OutputRole};
 
 /// A recurrent node of a graph.
 #[derive(Clone, Debug)]
@@ -457,72 +372,6 @@ impl<F: Scalar> OnnxGraph<F> {
         }
     }
 
-    /// What input `name` feeds, when it feeds one kind of recurrent input only.
-    pub fn input_role(&self, name: &str) -> Option<InputRole> {
-        let mut roles = Vec::new();
-        let mut todo = vec![name.to_string()];
-        let mut seen = std::collections::HashSet::new();
-        while let Some(v) = todo.pop() {
-            if !seen.insert(v.clone()) {
-                continue;
-            }
-            for s in &self.steps {
-                for (k, _) in s.inputs.iter().enumerate().filter(|(_, n)| **n == v) {
-                    match &s.kind {
-                        Kind::Recurrent(r) => roles.push(match (k, r) {
-                            (0, _) => Some(InputRole::Sequence),
-                            (4, _) => Some(InputRole::Lengths),
-                            (5, _) => Some(InputRole::InitialH),
-                            (6, RecurrentNode::Lstm(_)) => Some(InputRole::InitialC),
-                            _ => None,
-                        }),
-                        _ if s.passes(k) => todo.extend(s.outputs.iter().cloned()),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        roles.dedup();
-        match roles.as_slice() {
-            [Some(r)] => Some(*r),
-            _ => None,
-        }
-    }
-
-    /// What output `name` holds, when it comes from one kind of recurrent output only.
-    pub fn output_role(&self, name: &str) -> Option<OutputRole> {
-        let mut roles = Vec::new();
-        let mut todo = vec![name.to_string()];
-        while let Some(v) = todo.pop() {
-            let Some(s) = self.steps.iter().find(|s| s.outputs.contains(&v)) else {
-                roles.push(None);
-                continue;
-            };
-            let k = s.outputs.iter().position(|o| *o == v).unwrap_or(0);
-            match &s.kind {
-                Kind::Recurrent(_) => roles.push(match k {
-                    0 => Some(OutputRole::Sequence),
-                    1 => Some(OutputRole::FinalH),
-                    _ => Some(OutputRole::FinalC),
-                }),
-                Kind::Tensor(_) => todo.extend(
-                    s.inputs
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, n)| s.passes(*j) && !n.is_empty())
-                        .map(|(_, n)| n.clone()),
-                ),
-                Kind::Unsupported => roles.push(None),
-            }
-        }
-        roles.sort_by_key(|r| r.map(|r| r as u8));
-        roles.dedup();
-        match roles.as_slice() {
-            [Some(r)] => Some(*r),
-            _ => None,
-        }
-    }
-
     /// Runs the graph on `feeds` (one value per entry of [`OnnxGraph::inputs`], by name) and
     /// gives the values of [`OnnxGraph::outputs`], in order.
     ///
@@ -634,63 +483,4 @@ fn in_node(e: LstmError, node: &str) -> LstmError {
         },
         other => other,
     }
-}
-
-/// Checks a value against a declared input or output: kind, precision, rank, fixed sizes and
-/// named sizes (the same name, the same size, within one run).
-fn check_declared<'a, F: Scalar>(
-    decl: &'a GraphValue,
-    value: &Value<F>,
-    sizes: &mut HashMap<&'a str, usize>,
-    what: &str,
-) -> Result<()> {
-    let here = || format!("{what} {}", decl.describe());
-    let named = || format!("{what} {:?}", decl.name);
-    let precision = if F::NAME == "f32" {
-        ElemType::Float32
-    } else {
-        ElemType::Float64
-    };
-    let fits = match value {
-        Value::Float(_) => decl.elem == precision,
-        Value::Int(_) => decl.elem.is_int(),
-    };
-    if !fits && decl.elem != ElemType::Other(0) {
-        let given = match value {
-            Value::Float(_) => precision.name(),
-            Value::Int(_) => "integers".into(),
-        };
-        return Err(LstmError::invalid(
-            here(),
-            format!("got {given} (a run computes in the precision of its input)"),
-        ));
-    }
-    let Some(dims) = &decl.dims else {
-        return Ok(());
-    };
-    let shape = value.shape();
-    let expected = || fmt_dims(dims);
-    if shape.len() != dims.len() {
-        return Err(LstmError::shape(named(), expected(), shape));
-    }
-    for (d, &n) in dims.iter().zip(shape) {
-        match d {
-            Dim::Fixed(m) if *m != n => return Err(LstmError::shape(named(), expected(), shape)),
-            Dim::Named(s) => {
-                let bound = *sizes.entry(s.as_str()).or_insert(n);
-                if bound != n {
-                    return Err(LstmError::shape(
-                        named(),
-                        format!(
-                            "{} with {s} = {bound} (as another input has it)",
-                            expected()
-                        ),
-                        shape,
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@
 //! The protobuf is decoded with `prost` message types for the subset of `onnx.proto` needed
 //! here ([`proto`]), so no `protoc` is needed at build time.
 
+mod declared;
 mod graph;
 mod gru;
 mod lstm;
@@ -18,7 +19,8 @@ pub mod proto;
 mod rnn;
 mod tensor;
 
-pub use graph::{Dim, GraphValue, InputRole, OnnxGraph, OutputRole, RecurrentNode};
+pub use declared::{Dim, GraphValue};
+pub use graph::{InputRole, OnnxGraph, OutputRole, RecurrentNode};
 pub use gru::{OnnxGru, OnnxGruOutput};
 pub use lstm::{OnnxLstm, OnnxOutput};
 pub use rnn::{OnnxDirection, resolve_activations};
