@@ -77,13 +77,8 @@ impl<F: Scalar> EngineCell for ConcatCell<F> {
     }
 }
 
-lstm_engine::engine_cell!(ConcatCell);
-
-impl<F: Scalar> lstm_core::Variant<F> for ConcatCell<F> {
-    const NAME: &'static str = "concat";
-    const ABOUT: &'static str = "the standard LSTM, one matrix W [4H, H + I] on [h; x]";
-
-    fn seeded(input: usize, hidden: usize, seed: u64) -> Result<Self> {
-        Self::random(input, hidden, &mut SplitMix64::new(seed))
-    }
-}
+lstm_engine::engine_cell!(
+    ConcatCell,
+    "concat",
+    "the standard LSTM, one matrix W [4H, H + I] on [h; x]"
+);

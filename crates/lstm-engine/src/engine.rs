@@ -575,8 +575,25 @@ impl<F: Scalar> EngineCell for LstmEngine<F> {
 ///
 /// engine_cell!(Plain);
 /// ```
+///
+/// With a name and a line about the cell, it also implements
+/// [`Variant`](lstm_core::Variant) (the cell must have
+/// `random(input, hidden, &mut lstm_engine::init::SplitMix64) -> Result<Self>`), so that the tools
+/// find it: `engine_cell!(Plain, "plain-engine", "an engine under another name");`.
 #[macro_export]
 macro_rules! engine_cell {
+    ($cell:ident, $name:literal, $about:literal) => {
+        $crate::engine_cell!($cell);
+
+        impl<F: $crate::lstm_core::Scalar> $crate::lstm_core::Variant<F> for $cell<F> {
+            const NAME: &'static str = $name;
+            const ABOUT: &'static str = $about;
+
+            fn seeded(input: usize, hidden: usize, seed: u64) -> $crate::lstm_core::Result<Self> {
+                Self::random(input, hidden, &mut $crate::init::SplitMix64::new(seed))
+            }
+        }
+    };
     ($cell:ident) => {
         impl<F: $crate::lstm_core::Scalar> $crate::lstm_core::RecurrentCell<F> for $cell<F> {
             type State = $crate::lstm_core::LstmState<F>;

@@ -181,16 +181,11 @@ impl<F: Scalar> EngineCell for StateGatedCell<F> {
     }
 }
 
-lstm_engine::engine_cell!(StateGatedCell);
-
-impl<F: Scalar> lstm_core::Variant<F> for StateGatedCell<F> {
-    const NAME: &'static str = "state-gated";
-    const ABOUT: &'static str = "gates read c_{t-1}, the candidate only x, h = tanh(o c)";
-
-    fn seeded(input: usize, hidden: usize, seed: u64) -> Result<Self> {
-        Self::random(input, hidden, &mut SplitMix64::new(seed))
-    }
-}
+lstm_engine::engine_cell!(
+    StateGatedCell,
+    "state-gated",
+    "gates read c_{t-1}, the candidate only x, h = tanh(o c)"
+);
 
 impl<F: Scalar> EngineCell for PeepholeCell<F> {
     type Elem = F;
@@ -200,13 +195,8 @@ impl<F: Scalar> EngineCell for PeepholeCell<F> {
     }
 }
 
-lstm_engine::engine_cell!(PeepholeCell);
-
-impl<F: Scalar> lstm_core::Variant<F> for PeepholeCell<F> {
-    const NAME: &'static str = "peephole";
-    const ABOUT: &'static str = "the classic peephole LSTM (diagonal peepholes p [3, H] on c)";
-
-    fn seeded(input: usize, hidden: usize, seed: u64) -> Result<Self> {
-        Self::random(input, hidden, &mut SplitMix64::new(seed))
-    }
-}
+lstm_engine::engine_cell!(
+    PeepholeCell,
+    "peephole",
+    "the classic peephole LSTM (diagonal peepholes p [3, H] on c)"
+);

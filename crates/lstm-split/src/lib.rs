@@ -141,13 +141,8 @@ impl<F: Scalar> EngineCell for SplitCell<F> {
     }
 }
 
-lstm_engine::engine_cell!(SplitCell);
-
-impl<F: Scalar> lstm_core::Variant<F> for SplitCell<F> {
-    const NAME: &'static str = "split";
-    const ABOUT: &'static str = "the LSTM with split W [4H, I], U [4H, H] and a bias on each side";
-
-    fn seeded(input: usize, hidden: usize, seed: u64) -> Result<Self> {
-        Self::random(input, hidden, &mut SplitMix64::new(seed))
-    }
-}
+lstm_engine::engine_cell!(
+    SplitCell,
+    "split",
+    "the LSTM with split W [4H, I], U [4H, H] and a bias on each side"
+);
