@@ -1,7 +1,9 @@
 //! The shared cell suite, run on [`ConcatCell`] against a plain reference.
 
 use lstm_concat::ConcatCell;
-use lstm_core::dev::{CellFamily, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v};
+use lstm_core::dev::{
+    CellFamily, LstmStep, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v,
+};
 use lstm_core::ndarray::ArrayD;
 use lstm_core::{Result, Scalar};
 
@@ -22,12 +24,13 @@ impl CellFamily for Concat {
     }
 
     /// z = W [h; x] + b, written out as sums.
-    fn reference_step(p: &[ArrayD<f64>], x: &[f64], h: &[f64], c: &[f64]) -> RefStep {
+    fn reference_step(p: &[ArrayD<f64>], x: &[f64], state: &[Vec<f64>]) -> RefStep {
+        let (h, c) = (&state[0][..], &state[1][..]);
         let (w, b) = (&p[0], &p[1]);
         let n = h.len();
         let hx: Vec<f64> = h.iter().chain(x).copied().collect();
         let z = |row: usize| b[[row]] + (0..hx.len()).map(|k| w[[row, k]] * hx[k]).sum::<f64>();
-        let mut out = RefStep {
+        let mut out = LstmStep {
             h: vec![],
             c: vec![],
             gates: Default::default(),
@@ -46,7 +49,7 @@ impl CellFamily for Concat {
                 out.gates[k].push(v);
             }
         }
-        out
+        out.into()
     }
 }
 

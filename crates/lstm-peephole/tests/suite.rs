@@ -1,6 +1,8 @@
 //! The shared cell suite, run on both cells of this crate against plain references.
 
-use lstm_core::dev::{CellFamily, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v};
+use lstm_core::dev::{
+    CellFamily, LstmStep, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v,
+};
 use lstm_core::ndarray::ArrayD;
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_peephole::{PeepholeCell, StateGatedCell};
@@ -9,7 +11,7 @@ fn dot(row: impl Iterator<Item = f64>, v: &[f64]) -> f64 {
     row.zip(v).map(|(a, b)| a * b).sum()
 }
 
-fn push(out: &mut RefStep, h: f64, c: f64, gates: [f64; 4]) {
+fn push(out: &mut LstmStep, h: f64, c: f64, gates: [f64; 4]) {
     out.h.push(h);
     out.c.push(c);
     for (k, g) in gates.into_iter().enumerate() {
@@ -37,7 +39,8 @@ mod state_gated {
         }
 
         /// Gates from x and c_{t-1}; candidate from x alone; h = tanh(o c_t).
-        fn reference_step(p: &[ArrayD<f64>], x: &[f64], _h: &[f64], c: &[f64]) -> RefStep {
+        fn reference_step(p: &[ArrayD<f64>], x: &[f64], state: &[Vec<f64>]) -> RefStep {
+            let (_h, c) = (&state[0][..], &state[1][..]);
             let (w, u, b) = (&p[0], &p[1], &p[2]);
             let n = c.len();
             let wx = |r: usize| {
@@ -52,7 +55,7 @@ mod state_gated {
                     c,
                 )
             };
-            let mut out = RefStep {
+            let mut out = LstmStep {
                 h: vec![],
                 c: vec![],
                 gates: Default::default(),
@@ -65,7 +68,7 @@ mod state_gated {
                 let cn = f * c[j] + i * g;
                 push(&mut out, (o * cn).tanh(), cn, [i, f, g, o]);
             }
-            out
+            out.into()
         }
     }
 
@@ -92,7 +95,8 @@ mod peephole {
         }
 
         /// Standard gates plus p_i c_{t-1}, p_f c_{t-1} and p_o c_t.
-        fn reference_step(p: &[ArrayD<f64>], x: &[f64], h: &[f64], c: &[f64]) -> RefStep {
+        fn reference_step(p: &[ArrayD<f64>], x: &[f64], state: &[Vec<f64>]) -> RefStep {
+            let (h, c) = (&state[0][..], &state[1][..]);
             let (w, u, b, pp) = (&p[0], &p[1], &p[2], &p[3]);
             let n = c.len();
             let z = |r: usize| {
@@ -104,7 +108,7 @@ mod peephole {
                     h,
                 ) + b[[r]]
             };
-            let mut out = RefStep {
+            let mut out = LstmStep {
                 h: vec![],
                 c: vec![],
                 gates: Default::default(),
@@ -117,7 +121,7 @@ mod peephole {
                 let o = sigmoid(z(3 * n + j) + pp[[2, j]] * cn);
                 push(&mut out, o * cn.tanh(), cn, [i, f, g, o]);
             }
-            out
+            out.into()
         }
     }
 

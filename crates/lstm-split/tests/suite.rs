@@ -1,6 +1,8 @@
 //! The shared cell suite, run on [`SplitCell`] (both biases) against a plain reference.
 
-use lstm_core::dev::{CellFamily, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v};
+use lstm_core::dev::{
+    CellFamily, LstmStep, RefStep, matrix as m, plain_sigmoid as sigmoid, vector as v,
+};
 use lstm_core::ndarray::ArrayD;
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_split::SplitCell;
@@ -22,7 +24,8 @@ impl CellFamily for Split {
     }
 
     /// Each gate separately: W_k x + b_wk + U_k h + b_uk.
-    fn reference_step(p: &[ArrayD<f64>], x: &[f64], h: &[f64], c: &[f64]) -> RefStep {
+    fn reference_step(p: &[ArrayD<f64>], x: &[f64], state: &[Vec<f64>]) -> RefStep {
+        let (h, c) = (&state[0][..], &state[1][..]);
         let (w, u, bw, bu) = (&p[0], &p[1], &p[2], &p[3]);
         let n = h.len();
         let pre = |gate: usize, j: usize| {
@@ -31,7 +34,7 @@ impl CellFamily for Split {
             let uh: f64 = h.iter().enumerate().map(|(k, hv)| u[[r, k]] * hv).sum();
             wx + bw[[r]] + uh + bu[[r]]
         };
-        let mut out = RefStep {
+        let mut out = LstmStep {
             h: vec![],
             c: vec![],
             gates: Default::default(),
@@ -48,7 +51,7 @@ impl CellFamily for Split {
                 out.gates[k].push(v);
             }
         }
-        out
+        out.into()
     }
 }
 

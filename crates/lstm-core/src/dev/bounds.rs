@@ -14,14 +14,14 @@ pub fn check_empty_sequence<Fam: CellFamily>() {
             ..case.clone()
         };
         let out = run_cell::<Fam, f64>(&empty)?;
-        prop_assert_eq!(out.output.shape(), &[0, b, case.h0.ncols()]);
-        prop_assert_eq!(out.state, empty.state::<f64>());
+        prop_assert_eq!(out.output.shape(), &[0, b, case.hidden()]);
+        prop_assert_eq!(&out.state, &empty.state0);
         Ok(())
     });
 }
 
-/// Gates lie in `[0, 1]`, the candidate in `[-1, 1]`, `|h| <= 1` (when the family says so),
-/// `|c_t| <= |c_{t-1}| + 1`.
+/// Each gate block lies in its range ([`CellFamily::GATE_RANGES`]), `|h| <= 1` (when the family
+/// says so), and the state's last part (an LSTM's `c`) grows by at most 1 a step.
 pub fn check_ranges<Fam: CellFamily>() {
     run::<Fam>("value ranges", 5.0, |case| {
         let case = Case {
@@ -31,26 +31,24 @@ pub fn check_ranges<Fam: CellFamily>() {
         };
         let out = run_cell::<Fam, f64>(&case)?;
         let g = &out.trace.gates;
-        for gate in [0, 1, 3] {
+        for (gate, &(lo, hi)) in Fam::GATE_RANGES.iter().enumerate() {
             prop_assert!(
                 g.index_axis(Axis(2), gate)
                     .iter()
-                    .all(|&v| (0.0..=1.0).contains(&v)),
-                "gate {} out of [0, 1]",
-                gate
+                    .all(|&v| (lo..=hi).contains(&v)),
+                "gate block {} out of [{}, {}]",
+                gate,
+                lo,
+                hi
             );
         }
-        prop_assert!(
-            g.index_axis(Axis(2), 2).iter().all(|&v| v.abs() <= 1.0),
-            "candidate out of [-1, 1]"
-        );
         if Fam::BOUNDED_H {
             prop_assert!(out.output.iter().all(|&v| v.abs() <= 1.0), "|h| > 1");
         }
         let (t, _) = case.tb();
         for k in 0..t {
             let prev = if k == 0 {
-                case.c0.view()
+                case.state0[case.state0.len() - 1].view()
             } else {
                 out.trace.cell.index_axis(Axis(0), k - 1)
             };
@@ -59,7 +57,7 @@ pub fn check_ranges<Fam: CellFamily>() {
                 now.iter()
                     .zip(prev.iter())
                     .all(|(&c, &p)| c.abs() <= p.abs() + 1.0 + 1e-12),
-                "|c_t| > |c_(t-1)| + 1"
+                "the state's last part grew by more than 1 in a step"
             );
         }
         Ok(())
@@ -89,15 +87,6 @@ pub fn check_f32_close_to_f64<Fam: CellFamily>() {
     run::<Fam>("f32 ~ f64", 2.0, |case| {
         let lo = run_cell::<Fam, f32>(case)?;
         let hi = run_cell::<Fam, f64>(case)?;
-        let lo = Outcome {
-            output: lo.output.mapv(f64::from),
-            state: LstmState::new(lo.state.h().mapv(f64::from), lo.state.c().mapv(f64::from))
-                .map_err(fail)?,
-            trace: Trace {
-                gates: lo.trace.gates.mapv(f64::from),
-                cell: lo.trace.cell.mapv(f64::from),
-            },
-        };
         lo.assert_close(&hi, 1e-4)
     });
 }
@@ -118,7 +107,7 @@ pub fn check_errors<Fam: CellFamily>() {
             "expected a Shape error"
         );
         let x = case.x.view();
-        let bad_state = LstmState::<f64>::zeros(b + 1, h, h);
+        let bad_state = StateOf::<Fam, f64>::zeros(b + 1, h, h);
         prop_assert!(
             matches!(
                 cell.unroll(x, Some(&bad_state), &opts),
@@ -126,7 +115,7 @@ pub fn check_errors<Fam: CellFamily>() {
             ),
             "expected a Shape error"
         );
-        let narrow = LstmState::<f64>::zeros(b, h + 1, h);
+        let narrow = StateOf::<Fam, f64>::zeros(b, h + 1, h);
         prop_assert!(
             matches!(
                 cell.unroll(x, Some(&narrow), &opts),

@@ -22,12 +22,24 @@ use proptest::{
 };
 
 use crate::{
-    Layout, LstmError, LstmState, RecurrentCell, Scalar, SeqOptions, Trace, Workspace, unroll,
+    CellState, Layout, LstmError, LstmState, RecurrentCell, Scalar, SeqOptions, Trace, Workspace,
+    unroll,
 };
 
-/// One step of a plain reference: new `h`, new `c`, and the gate activations i, f, g, o.
+/// One step of a plain reference for one row: the new state, part by part (`[h, c]` for an
+/// LSTM, `[h]` for a GRU), and the gate activations, block by block in the cell's order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefStep {
+    /// The parts of the new state; part 0 is `h_t`.
+    pub state: Vec<Vec<f64>>,
+    /// The activations of each gate block.
+    pub gates: Vec<Vec<f64>>,
+}
+
+/// A reference step of an LSTM, `(h, c)` and the four gates i, f, g, o, as LSTM families write
+/// it; it converts into a [`RefStep`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LstmStep {
     /// `h_t`.
     pub h: Vec<f64>,
     /// `c_t`.
@@ -36,10 +48,64 @@ pub struct RefStep {
     pub gates: [Vec<f64>; 4],
 }
 
+impl From<LstmStep> for RefStep {
+    fn from(s: LstmStep) -> Self {
+        RefStep {
+            state: vec![s.h, s.c],
+            gates: s.gates.into(),
+        }
+    }
+}
+
+/// The state type of a family's cells at precision `F`.
+pub type StateOf<Fam, F> = <<Fam as CellFamily>::Cell<F> as RecurrentCell<F>>::State;
+
+/// The number of parts of a family's state.
+pub fn parts_of<Fam: CellFamily>() -> usize {
+    <StateOf<Fam, f64> as CellState<f64>>::PARTS
+}
+
+/// The parts of a state, each `[B, width]`, widened to `f64`.
+pub fn widen_state<F: Scalar, S: CellState<F>>(s: &S) -> Vec<Array2<f64>> {
+    (0..S::PARTS).map(|k| s.part(k).map(|v| v.f64())).collect()
+}
+
+/// Checks that two states agree part by part within `tol`.
+///
+/// # Errors
+/// The first part that differs.
+pub fn close_states(
+    what: &str,
+    a: &[Array2<f64>],
+    b: &[Array2<f64>],
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len(), "{}: different state parts", what);
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        close(
+            &format!("{what} (state part {k})"),
+            &x.clone().into_dyn(),
+            &y.clone().into_dyn(),
+            tol,
+        )?;
+    }
+    Ok(())
+}
+
+/// Rows `rows` of every part of a state.
+pub fn state_rows(s: &[Array2<f64>], rows: std::ops::Range<usize>) -> Vec<Array2<f64>> {
+    s.iter()
+        .map(|p| p.slice(s![rows.clone(), ..]).to_owned())
+        .collect()
+}
+
 /// A cell variant as the suite sees it. Its cells have `P = H`.
 pub trait CellFamily {
-    /// The cell type at each precision: an LSTM, whose state is `(h, c)`.
-    type Cell<F: Scalar>: RecurrentCell<F, State = LstmState<F>>;
+    /// The cell type at each precision.
+    type Cell<F: Scalar>: RecurrentCell<F>;
+
+    /// The range of each gate block's activations, in the cell's order.
+    const GATE_RANGES: &'static [(f64, f64)] = &[(0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0)];
 
     /// Whether the variant guarantees `|h| <= 1`.
     const BOUNDED_H: bool = true;
@@ -53,8 +119,9 @@ pub trait CellFamily {
     /// Whatever the variant's constructor returns for bad parameters.
     fn build<F: Scalar>(params: &[ArrayD<F>]) -> crate::Result<Self::Cell<F>>;
 
-    /// A plain, obviously correct single-row step, written independently of the cell.
-    fn reference_step(params: &[ArrayD<f64>], x: &[f64], h: &[f64], c: &[f64]) -> RefStep;
+    /// A plain, obviously correct single-row step from the parts of the state, written
+    /// independently of the cell.
+    fn reference_step(params: &[ArrayD<f64>], x: &[f64], state: &[Vec<f64>]) -> RefStep;
 }
 
 /// A raw parameter as a matrix.
@@ -89,10 +156,8 @@ pub struct Case {
     pub params: Vec<ArrayD<f64>>,
     /// Input `[T, B, I]`.
     pub x: Array3<f64>,
-    /// Initial `h [B, H]`.
-    pub h0: Array2<f64>,
-    /// Initial `c [B, H]`.
-    pub c0: Array2<f64>,
+    /// The parts of the initial state, each `[B, H]`; part 0 is `h`.
+    pub state0: Vec<Array2<f64>>,
     /// Per-sample lengths.
     pub lengths: Option<Vec<usize>>,
     /// Read in reverse.
@@ -135,9 +200,33 @@ impl Case {
         }
     }
 
+    /// `H`.
+    pub fn hidden(&self) -> usize {
+        self.state0[0].ncols()
+    }
+
     /// The initial state at precision `F`.
-    pub fn state<F: Scalar>(&self) -> LstmState<F> {
-        LstmState::new(self.h0.mapv(F::of), self.c0.mapv(F::of)).expect("same batch")
+    pub fn state<F: Scalar, S: CellState<F>>(&self) -> S {
+        let (b, h) = self.state0[0].dim();
+        let mut s = S::zeros(b, h, h);
+        for (k, part) in self.state0.iter().enumerate() {
+            s.part_mut(k).assign(&part.mapv(F::of));
+        }
+        s
+    }
+
+    /// The case for batch row `row` alone.
+    pub fn row(&self, row: usize) -> Case {
+        Case {
+            x: self.x.slice(s![.., row..row + 1, ..]).to_owned(),
+            state0: self
+                .state0
+                .iter()
+                .map(|p| p.slice(s![row..row + 1, ..]).to_owned())
+                .collect(),
+            lengths: self.lengths.as_ref().map(|l| vec![l[row]]),
+            ..self.clone()
+        }
     }
 
     /// The parameters at precision `F`.
@@ -158,6 +247,7 @@ pub fn sized_cases<Fam: CellFamily>(
     dims: [std::ops::Range<usize>; 4],
 ) -> impl Strategy<Value = Case> {
     let [b, t, i, h] = dims;
+    let parts = parts_of::<Fam>();
     (b, t, i, h)
         .prop_flat_map(move |(b, t, i, h)| {
             let shapes = Fam::param_shapes(i, h);
@@ -166,7 +256,7 @@ pub fn sized_cases<Fam: CellFamily>(
                 Just((b, t, i, h, shapes)),
                 vec(-1.0..1.0f64, n),
                 vec(-scale..scale, t * b * i),
-                vec(-1.0..1.0f64, 2 * b * h),
+                vec(-1.0..1.0f64, parts * b * h),
                 proptest::option::of(vec(0..=t, b)),
                 any::<(bool, bool)>(),
                 // Which halves of the initial state are zero (the sequence paths skip the
@@ -175,12 +265,22 @@ pub fn sized_cases<Fam: CellFamily>(
             )
         })
         .prop_map(
-            |((b, t, i, h, shapes), flat, x, mut st, lengths, (reverse, batch_first), zero)| {
+            move |(
+                (b, t, i, h, shapes),
+                flat,
+                x,
+                mut st,
+                lengths,
+                (reverse, batch_first),
+                zero,
+            )| {
+                // Zero the first and/or the last part.
                 if zero.0 {
                     st[..b * h].fill(0.0);
                 }
                 if zero.1 {
-                    st[b * h..].fill(0.0);
+                    let n = st.len();
+                    st[n - b * h..].fill(0.0);
                 }
                 let mut at = 0;
                 let params = shapes
@@ -194,8 +294,12 @@ pub fn sized_cases<Fam: CellFamily>(
                 Case {
                     params,
                     x: Array3::from_shape_vec((t, b, i), x).expect("sized"),
-                    h0: Array2::from_shape_vec((b, h), st[..b * h].to_vec()).expect("sized"),
-                    c0: Array2::from_shape_vec((b, h), st[b * h..].to_vec()).expect("sized"),
+                    state0: (0..parts)
+                        .map(|k| {
+                            let part = st[k * b * h..(k + 1) * b * h].to_vec();
+                            Array2::from_shape_vec((b, h), part).expect("sized")
+                        })
+                        .collect(),
                     lengths,
                     reverse,
                     batch_first,
@@ -262,26 +366,38 @@ fn close<F: Scalar>(
     Ok(())
 }
 
-/// Everything a run produces, time-major.
+/// Everything a run produces, time-major, widened to `f64`.
 #[derive(Clone, Debug)]
-pub struct Outcome<F> {
+pub struct Outcome {
     /// `[T, B, P]`.
-    pub output: Array3<F>,
-    /// Final state.
-    pub state: LstmState<F>,
+    pub output: Array3<f64>,
+    /// The parts of the final state, each `[B, width]`.
+    pub state: Vec<Array2<f64>>,
     /// Trace.
-    pub trace: Trace<F>,
+    pub trace: Trace<f64>,
 }
 
-impl<F: Scalar> Outcome<F> {
-    fn parts(&self) -> [(&'static str, ArrayD<F>); 5] {
-        [
-            ("output", self.output.clone().into_dyn()),
-            ("final h", self.state.h().to_owned().into_dyn()),
-            ("final c", self.state.c().to_owned().into_dyn()),
-            ("trace gates", self.trace.gates.clone().into_dyn()),
-            ("trace cell", self.trace.cell.clone().into_dyn()),
-        ]
+impl Outcome {
+    fn new<F: Scalar, S: CellState<F>>(output: Array3<F>, state: &S, trace: Trace<F>) -> Self {
+        let widen = |v: &F| v.f64();
+        Outcome {
+            output: output.map(widen),
+            state: widen_state(state),
+            trace: Trace {
+                gates: trace.gates.map(widen),
+                cell: trace.cell.map(widen),
+            },
+        }
+    }
+
+    fn parts(&self) -> Vec<(String, ArrayD<f64>)> {
+        let mut v = vec![("output".to_string(), self.output.clone().into_dyn())];
+        for (k, p) in self.state.iter().enumerate() {
+            v.push((format!("final state part {k}"), p.clone().into_dyn()));
+        }
+        v.push(("trace gates".into(), self.trace.gates.clone().into_dyn()));
+        v.push(("trace cell".into(), self.trace.cell.clone().into_dyn()));
+        v
     }
 
     /// Checks two outcomes agree within `tol`.
@@ -289,7 +405,9 @@ impl<F: Scalar> Outcome<F> {
     /// # Errors
     /// The first part that differs.
     pub fn assert_close(&self, other: &Self, tol: f64) -> Result<(), TestCaseError> {
-        for ((name, a), (_, b)) in self.parts().iter().zip(other.parts().iter()) {
+        let (a, b) = (self.parts(), other.parts());
+        prop_assert_eq!(a.len(), b.len(), "different state parts");
+        for ((name, a), (_, b)) in a.iter().zip(b.iter()) {
             close(name, a, b, tol)?;
         }
         Ok(())
@@ -308,31 +426,32 @@ fn time_major<F: Scalar>(a: Array3<F>, batch_first: bool) -> Array3<F> {
 ///
 /// # Errors
 /// Fails the case when the cell rejects it.
-pub fn run_cell<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F>, TestCaseError> {
+pub fn run_cell<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome, TestCaseError> {
     let cell = Fam::build::<F>(&case.params()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let x = case.input::<F>();
     let out = cell
         .unroll(x.view(), Some(&case.state()), &case.opts())
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    Ok(Outcome {
-        output: time_major(out.output, case.batch_first),
-        state: out.state,
-        trace: out.trace.ok_or_else(|| TestCaseError::fail("no trace"))?,
-    })
+    let trace = out.trace.ok_or_else(|| TestCaseError::fail("no trace"))?;
+    Ok(Outcome::new(
+        time_major(out.output, case.batch_first),
+        &out.state,
+        trace,
+    ))
 }
 
 /// The default stepwise path on the case.
 ///
 /// # Errors
 /// Fails the case when the cell cannot be built.
-pub fn run_stepwise<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F>, TestCaseError> {
+pub fn run_stepwise<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome, TestCaseError> {
     let cell = Fam::build::<F>(&case.params()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let (t, b) = case.tb();
     let h = cell.hidden_size();
     let x = case.x.mapv(F::of);
-    let mut state = case.state::<F>();
+    let mut state: StateOf<Fam, F> = case.state();
     let mut output = Array3::zeros((t, b, cell.output_size()));
-    let mut trace = Trace::zeros(t, b, 4, h);
+    let mut trace = Trace::zeros(t, b, cell.gate_count(), h);
     unroll::stepwise(
         &cell,
         x.view(),
@@ -342,46 +461,42 @@ pub fn run_stepwise<Fam: CellFamily, F: Scalar>(case: &Case) -> Result<Outcome<F
         Some(&mut trace),
         &mut Workspace::new(),
     );
-    Ok(Outcome {
-        output,
-        state,
-        trace,
-    })
+    Ok(Outcome::new(output, &state, trace))
 }
 
 /// The family's plain reference on the case, row by row.
-pub fn run_reference<Fam: CellFamily>(case: &Case) -> Outcome<f64> {
+pub fn run_reference<Fam: CellFamily>(case: &Case) -> Outcome {
     let (t, b) = case.tb();
-    let h = case.h0.ncols();
+    let h = case.hidden();
+    let g = Fam::GATE_RANGES.len();
     let mut output = Array3::zeros((t, b, h));
-    let mut gates = Array4::zeros((t, b, 4, h));
+    let mut gates = Array4::zeros((t, b, g, h));
     let mut cells = Array3::zeros((t, b, h));
-    let mut hn = case.h0.clone();
-    let mut cn = case.c0.clone();
+    let mut finals = case.state0.clone();
     for row in 0..b {
         let len = case.lengths.as_ref().map_or(t, |l| l[row]);
-        let mut hv = case.h0.row(row).to_vec();
-        let mut cv = case.c0.row(row).to_vec();
+        let mut st: Vec<Vec<f64>> = case.state0.iter().map(|p| p.row(row).to_vec()).collect();
         for k in 0..len {
             let tt = if case.reverse { len - 1 - k } else { k };
             let x = case.x.slice(s![tt, row, ..]).to_vec();
-            let r = Fam::reference_step(&case.params, &x, &hv, &cv);
+            let r = Fam::reference_step(&case.params, &x, &st);
+            let last = r.state.len() - 1;
             for j in 0..h {
-                output[[tt, row, j]] = r.h[j];
-                cells[[tt, row, j]] = r.c[j];
-                for g in 0..4 {
-                    gates[[tt, row, g, j]] = r.gates[g][j];
+                output[[tt, row, j]] = r.state[0][j];
+                cells[[tt, row, j]] = r.state[last][j];
+                for (gi, block) in r.gates.iter().enumerate() {
+                    gates[[tt, row, gi, j]] = block[j];
                 }
             }
-            hv = r.h;
-            cv = r.c;
+            st = r.state;
         }
-        hn.row_mut(row).assign(&ndarray::Array1::from(hv));
-        cn.row_mut(row).assign(&ndarray::Array1::from(cv));
+        for (part, v) in finals.iter_mut().zip(st) {
+            part.row_mut(row).assign(&ndarray::Array1::from(v));
+        }
     }
     Outcome {
         output,
-        state: LstmState::new(hn, cn).expect("same batch"),
+        state: finals,
         trace: Trace { gates, cell: cells },
     }
 }

@@ -22,7 +22,7 @@ pub fn check_production_path_matches_reference<Fam: CellFamily>() {
         // Weights scaled as PyTorch initialises them, where rounding errors do not grow from
         // step to step (with weights in [-1, 1] and H near 70 the recurrence is chaotic, and
         // any two roundings drift apart; the small-shape checks cover that regime).
-        let (i, h) = (case.x.shape()[2], case.h0.ncols());
+        let (i, h) = (case.x.shape()[2], case.hidden());
         let k = 1.0 / ((i + h) as f64).sqrt();
         let case = Case {
             params: case.params.iter().map(|p| p * k).collect(),
@@ -30,8 +30,6 @@ pub fn check_production_path_matches_reference<Fam: CellFamily>() {
         };
         let want = run_reference::<Fam>(&case);
         let out = want.output.clone().into_dyn();
-        let hn = want.state.h().to_owned().into_dyn();
-        let cn = want.state.c().to_owned().into_dyn();
         let opts = SeqOptions {
             trace: false,
             ..case.opts()
@@ -47,32 +45,20 @@ pub fn check_production_path_matches_reference<Fam: CellFamily>() {
         prop_assert!(hi.trace.is_none() && lo.trace.is_none(), "untraced");
         let hi_out = time_major(hi.output, case.batch_first).into_dyn();
         close("f64 output", &hi_out, &out, 1e-12)?;
-        close(
-            "f64 final h",
-            &hi.state.h().to_owned().into_dyn(),
-            &hn,
-            1e-12,
-        )?;
-        close(
-            "f64 final c",
-            &hi.state.c().to_owned().into_dyn(),
-            &cn,
+        close_states(
+            "f64 final state",
+            &widen_state(&hi.state),
+            &want.state,
             1e-12,
         )?;
         let lo_out = time_major(lo.output, case.batch_first)
             .mapv(f64::from)
             .into_dyn();
         close("f32 output", &lo_out, &out, 1e-4)?;
-        close(
-            "f32 final h",
-            &lo.state.h().mapv(f64::from).into_dyn(),
-            &hn,
-            1e-4,
-        )?;
-        close(
-            "f32 final c",
-            &lo.state.c().mapv(f64::from).into_dyn(),
-            &cn,
+        close_states(
+            "f32 final state",
+            &widen_state(&lo.state),
+            &want.state,
             1e-4,
         )
     });
@@ -96,12 +82,12 @@ pub fn check_step_equals_unroll<Fam: CellFamily>() {
         };
         let whole = run_cell::<Fam, f64>(&case)?;
         let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
-        let mut state = case.state::<f64>();
+        let mut state: StateOf<Fam, f64> = case.state();
         for (t, xt) in case.x.outer_iter().enumerate() {
             let gates = cell.step(xt, &mut state).map_err(fail)?;
             close(
                 "step h",
-                &state.h().to_owned().into_dyn(),
+                &state.part(0).to_owned().into_dyn(),
                 &whole.output.index_axis(Axis(0), t).to_owned().into_dyn(),
                 1e-12,
             )?;
@@ -117,10 +103,10 @@ pub fn check_step_equals_unroll<Fam: CellFamily>() {
                 1e-12,
             )?;
         }
-        close(
-            "step final c",
-            &state.c().to_owned().into_dyn(),
-            &whole.state.c().to_owned().into_dyn(),
+        close_states(
+            "step final state",
+            &widen_state(&state),
+            &whole.state,
             1e-12,
         )
     });
@@ -161,16 +147,10 @@ pub fn check_chunked_equals_whole<Fam: CellFamily>() {
             &whole.output.into_dyn(),
             1e-12,
         )?;
-        close(
-            "chunked final h",
-            &second.state.h().to_owned().into_dyn(),
-            &whole.state.h().to_owned().into_dyn(),
-            1e-12,
-        )?;
-        close(
-            "chunked final c",
-            &second.state.c().to_owned().into_dyn(),
-            &whole.state.c().to_owned().into_dyn(),
+        close_states(
+            "chunked final state",
+            &widen_state(&second.state),
+            &whole.state,
             1e-12,
         )
     });
@@ -182,13 +162,7 @@ pub fn check_rows_independent<Fam: CellFamily>() {
         let whole = run_cell::<Fam, f64>(case)?;
         let (_, b) = case.tb();
         for row in 0..b {
-            let alone = Case {
-                x: case.x.slice(s![.., row..row + 1, ..]).to_owned(),
-                h0: case.h0.slice(s![row..row + 1, ..]).to_owned(),
-                c0: case.c0.slice(s![row..row + 1, ..]).to_owned(),
-                lengths: case.lengths.as_ref().map(|l| vec![l[row]]),
-                ..case.clone()
-            };
+            let alone = case.row(row);
             let one = run_cell::<Fam, f64>(&alone)?;
             close(
                 "row output",
@@ -200,15 +174,10 @@ pub fn check_rows_independent<Fam: CellFamily>() {
                     .into_dyn(),
                 1e-12,
             )?;
-            close(
-                "row final c",
-                &one.state.c().to_owned().into_dyn(),
-                &whole
-                    .state
-                    .c()
-                    .slice(s![row..row + 1, ..])
-                    .to_owned()
-                    .into_dyn(),
+            close_states(
+                "row final state",
+                &one.state,
+                &state_rows(&whole.state, row..row + 1),
                 1e-12,
             )?;
         }
@@ -254,12 +223,7 @@ pub fn check_reverse_is_flipped_forward<Fam: CellFamily>() {
             &fwd.output.slice(s![..;-1, .., ..]).to_owned().into_dyn(),
             1e-12,
         )?;
-        close(
-            "reverse final c",
-            &rev.state.c().to_owned().into_dyn(),
-            &fwd.state.c().to_owned().into_dyn(),
-            1e-12,
-        )
+        close_states("reverse final state", &rev.state, &fwd.state, 1e-12)
     });
 }
 
@@ -285,12 +249,11 @@ pub fn check_lengths_truncate<Fam: CellFamily>() {
                     .all(|&v| v == 0.0),
                 "output past length is not zero"
             );
+            let alone = case.row(row);
             let cut = Case {
-                x: case.x.slice(s![..len, row..row + 1, ..]).to_owned(),
-                h0: case.h0.slice(s![row..row + 1, ..]).to_owned(),
-                c0: case.c0.slice(s![row..row + 1, ..]).to_owned(),
+                x: alone.x.slice(s![..len, .., ..]).to_owned(),
                 lengths: None,
-                ..case.clone()
+                ..alone
             };
             let one = run_cell::<Fam, f64>(&cut)?;
             close(
@@ -302,14 +265,10 @@ pub fn check_lengths_truncate<Fam: CellFamily>() {
                     .into_dyn(),
                 1e-12,
             )?;
-            close(
-                "truncated final h",
-                &one.state.h().to_owned().into_dyn(),
-                &out.state
-                    .h()
-                    .slice(s![row..row + 1, ..])
-                    .to_owned()
-                    .into_dyn(),
+            close_states(
+                "truncated final state",
+                &one.state,
+                &state_rows(&out.state, row..row + 1),
                 1e-12,
             )?;
         }
