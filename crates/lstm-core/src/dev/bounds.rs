@@ -148,7 +148,7 @@ pub fn check_errors<Fam: CellFamily>() {
             ),
             "expected a Shape error"
         );
-        let mut gates = Array2::<f64>::zeros((b, 4 * h + 1));
+        let mut gates = Array2::<f64>::zeros((b, cell.gate_count() * h + 1));
         let x0 = Array2::<f64>::zeros((b, i));
         prop_assert!(
             matches!(
