@@ -1,4 +1,6 @@
-//! Lossless conversions between the gate layouts of PyTorch, ONNX, Keras and this workspace.
+//! Lossless conversions between ONNX's gate layout and this workspace's. PyTorch's (and Keras')
+//! order is already ours, so it needs none; Keras' kernels are stored transposed (`[I, 4H]`),
+//! which no importer here reads.
 //!
 //! | framework | gate order | biases |
 //! |---|---|---|
