@@ -70,7 +70,7 @@ impl From<lexopt::Error> for CliError {
 type CliResult<T = ()> = Result<T, CliError>;
 
 const HELP: &str = "\
-lstm: run LSTM models exactly and fast
+lstm: run LSTM and GRU models as their framework does, fast
 
 USAGE:
     lstm demo
