@@ -6,9 +6,11 @@ pub use lstm_core::{
 };
 
 use lstm_core::ndarray::{
-    Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
+    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+    s,
 };
 use lstm_core::{Activation, LstmError, Result, Scalar, Workspace, check_shape, unroll};
+use lstm_engine::kernels::{Packed, gemm};
 
 /// The state a GRU carries between steps: its hidden state `h [B, H]` alone.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +70,10 @@ pub struct GruCell<F> {
     wb: Array1<F>,
     /// `[3H]`: the recurrent-side bias.
     rb: Array1<F>,
+    /// The sequence path's weights, packed for the kernels of `lstm-kernels`: the input weights
+    /// `[I, 3H]`, the recurrent ones `[H, 3H]` (reset after the product) or `[H, 2H]` for z and
+    /// r with `[H, H]` for n apart (reset before), and the biases padded to the packed widths.
+    packed: PackedGru<F>,
     linear_before_reset: bool,
     /// The gate function (sigmoid by default).
     pub f: Activation<F>,
@@ -75,6 +81,43 @@ pub struct GruCell<F> {
     pub g: Activation<F>,
     /// Clamp every pre-activation to `[-clip, clip]`.
     pub clip: Option<F>,
+}
+
+#[derive(Clone, Debug)]
+struct PackedGru<F> {
+    wx: Packed<F>,
+    wr: Packed<F>,
+    wr_n: Option<Packed<F>>,
+    wb: Vec<F>,
+    rb: Vec<F>,
+    rb_n: Vec<F>,
+}
+
+impl<F: Scalar> PackedGru<F> {
+    fn new(w: &Array2<F>, r: &Array2<F>, wb: &Array1<F>, rb: &Array1<F>, lbr: bool) -> Self {
+        let (h3, input) = w.dim();
+        let h = h3 / 3;
+        let recurrent = if lbr { h3 } else { 2 * h };
+        let wx = Packed::from_fn(input, h3, |k, n| w[[n, k]]);
+        let wr = Packed::from_fn(h, recurrent, |k, n| r[[n, k]]);
+        let wr_n = (!lbr).then(|| Packed::from_fn(h, h, |k, n| r[[2 * h + n, k]]));
+        let pad = |v: &[F], width: usize| {
+            let mut out = vec![F::zero(); width];
+            out[..v.len()].copy_from_slice(v);
+            out
+        };
+        let rb_all = rb.to_vec();
+        Self {
+            wb: pad(&wb.to_vec(), wx.padded_cols()),
+            rb: pad(&rb_all[..recurrent], wr.padded_cols()),
+            rb_n: wr_n
+                .as_ref()
+                .map_or_else(Vec::new, |p| pad(&rb_all[2 * h..], p.padded_cols())),
+            wx,
+            wr,
+            wr_n,
+        }
+    }
 }
 
 /// The result of [`GruCell::forward`].
@@ -130,7 +173,9 @@ impl<F: Scalar> GruCell<F> {
         check_finite("GRU input bias", wb.iter())?;
         check_finite("GRU recurrent bias", rb.iter())?;
         let _ = input;
+        let packed = PackedGru::new(&w, &r, &wb, &rb, linear_before_reset);
         Ok(Self {
+            packed,
             w_t: w.t().as_standard_layout().into_owned(),
             r_t: r.t().as_standard_layout().into_owned(),
             wb,
@@ -207,6 +252,11 @@ impl<F: Scalar> GruCell<F> {
         )
     }
 
+    /// The input-side and recurrent-side biases `[3H]` (blocks z, r, n).
+    pub fn biases(&self) -> (ArrayView1<'_, F>, ArrayView1<'_, F>) {
+        (self.wb.view(), self.rb.view())
+    }
+
     /// Whether the reset gate is applied after the candidate's recurrent product.
     pub fn linear_before_reset(&self) -> bool {
         self.linear_before_reset
@@ -265,53 +315,47 @@ impl<F: Scalar> GruCell<F> {
             return;
         }
         let lens = |b: usize| lengths.map_or(t_len, |l| l[b]);
-        let flat = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((t_len * batch, input))
-            .expect("standard layout, T * B * I values");
-        // The input products of every step at once: [T * B, 3H].
-        let xp = flat.dot(&self.w_t) + &self.wb;
-        let (rz_t, n_t) = (
-            self.r_t.slice(s![.., ..2 * h]),
-            self.r_t.slice(s![.., 2 * h..]),
-        );
-        let mut rh = Array2::<F>::zeros((batch, h));
+        let p = &self.packed;
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        // The input products of every step at once: [T * B, 3H] (padded to `gp`).
+        let gp = p.wx.padded_cols();
+        let mut xp = vec![F::zero(); t_len * batch * gp];
+        gemm(t_len * batch, xs, input, &p.wx, &mut xp, gp, Some(&p.wb));
+        let rp = p.wr.padded_cols();
+        let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
+        let (mut hz, mut hn) = (vec![F::zero(); batch * rp], vec![F::zero(); batch * np]);
+        let (mut rh, mut reset) = (vec![F::zero(); batch * h], vec![F::zero(); batch * h]);
         let one = F::one();
         for step in 0..t_len {
-            // The recurrent products of this step, for every row (rows already done are
-            // masked below).
-            let hz = if self.linear_before_reset {
-                state.dot(&self.r_t) + &self.rb
-            } else {
-                state.dot(&rz_t) + self.rb.slice(s![..2 * h])
-            };
-            let mut reset = Array2::<F>::zeros((batch, h));
+            // The recurrent products of this step, for every row (rows already done keep
+            // their state below).
+            let hs = state.as_slice().expect("standard layout");
+            gemm(batch, hs, h, &p.wr, &mut hz, rp, Some(&p.rb));
             // The rows still stepping, each with the time it is at.
             let active = (0..batch).filter(|&b| step < lens(b)).map(|b| {
                 let t = if reverse { lens(b) - 1 - step } else { step };
                 (b, t)
             });
             for (b, t) in active.clone() {
-                let xr = xp.row(t * batch + b);
+                let xr = &xp[(t * batch + b) * gp..];
                 for j in 0..h {
-                    let r = self.f.apply(self.clip(xr[h + j] + hz[[b, h + j]]));
-                    reset[[b, j]] = r;
-                    rh[[b, j]] = r * state[[b, j]];
+                    let r = self.f.apply(self.clip(xr[h + j] + hz[b * rp + h + j]));
+                    reset[b * h + j] = r;
+                    rh[b * h + j] = r * hs[b * h + j];
                 }
             }
-            let hn = if self.linear_before_reset {
-                None
-            } else {
-                Some(rh.dot(&n_t) + self.rb.slice(s![2 * h..]))
-            };
+            if let Some(wn) = &p.wr_n {
+                gemm(batch, &rh, h, wn, &mut hn, np, Some(&p.rb_n));
+            }
             for (b, t) in active {
-                let xr = xp.row(t * batch + b);
+                let xr = &xp[(t * batch + b) * gp..];
                 for j in 0..h {
-                    let z = self.f.apply(self.clip(xr[j] + hz[[b, j]]));
-                    let rec = match &hn {
-                        Some(hn) => hn[[b, j]],
-                        None => reset[[b, j]] * hz[[b, 2 * h + j]],
+                    let z = self.f.apply(self.clip(xr[j] + hz[b * rp + j]));
+                    let rec = if self.linear_before_reset {
+                        reset[b * h + j] * hz[b * rp + 2 * h + j]
+                    } else {
+                        hn[b * np + j]
                     };
                     let n = self.g.apply(self.clip(xr[2 * h + j] + rec));
                     let new = (one - z) * n + z * state[[b, j]];
@@ -328,31 +372,57 @@ impl<F: Scalar> GruCell<F> {
         x: ArrayView2<'_, F>,
         state: &mut Array2<F>,
         mut gates: ArrayViewMut2<'_, F>,
+        ws: &mut Workspace<F>,
     ) {
+        let (batch, input) = x.dim();
         let h = self.hidden_size();
-        let xp = x.dot(&self.w_t) + &self.wb;
-        let hp = state.dot(&self.r_t) + &self.rb;
-        let one = F::one();
-        for b in 0..x.nrows() {
+        let p = &self.packed;
+        let (gp, rp) = (p.wx.padded_cols(), p.wr.padded_cols());
+        let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
+        let contiguous = x.to_slice();
+        let ([xp, hz, hn, rh, xbuf], _, _) = ws.split_reused([
+            batch * gp,
+            batch * rp,
+            batch * np,
+            batch * h,
+            if contiguous.is_some() {
+                0
+            } else {
+                batch * input
+            },
+        ]);
+        let xs: &[F] = match contiguous {
+            Some(xs) => xs,
+            None => {
+                lstm_core::copy_rows(x, xbuf);
+                xbuf
+            }
+        };
+        gemm(batch, xs, input, &p.wx, xp, gp, Some(&p.wb));
+        let hs = state.as_slice().expect("standard layout");
+        gemm(batch, hs, h, &p.wr, hz, rp, Some(&p.rb));
+        for b in 0..batch {
             for j in 0..h {
-                gates[[b, j]] = self.f.apply(self.clip(xp[[b, j]] + hp[[b, j]]));
-                gates[[b, h + j]] = self.f.apply(self.clip(xp[[b, h + j]] + hp[[b, h + j]]));
+                gates[[b, j]] = self.f.apply(self.clip(xp[b * gp + j] + hz[b * rp + j]));
+                let r = self
+                    .f
+                    .apply(self.clip(xp[b * gp + h + j] + hz[b * rp + h + j]));
+                gates[[b, h + j]] = r;
+                rh[b * h + j] = r * hs[b * h + j];
             }
         }
-        let reset_h = (!self.linear_before_reset).then(|| {
-            let mut rh = state.clone();
-            for ((b, j), v) in rh.indexed_iter_mut() {
-                *v = gates[[b, h + j]] * *v;
-            }
-            rh.dot(&self.r_t.slice(s![.., 2 * h..])) + self.rb.slice(s![2 * h..])
-        });
-        for b in 0..x.nrows() {
+        if let Some(wn) = &p.wr_n {
+            gemm(batch, rh, h, wn, hn, np, Some(&p.rb_n));
+        }
+        let one = F::one();
+        for b in 0..batch {
             for j in 0..h {
-                let rec = match &reset_h {
-                    Some(rh) => rh[[b, j]],
-                    None => gates[[b, h + j]] * hp[[b, 2 * h + j]],
+                let rec = if self.linear_before_reset {
+                    gates[[b, h + j]] * hz[b * rp + 2 * h + j]
+                } else {
+                    hn[b * np + j]
                 };
-                let n = self.g.apply(self.clip(xp[[b, 2 * h + j]] + rec));
+                let n = self.g.apply(self.clip(xp[b * gp + 2 * h + j] + rec));
                 let z = gates[[b, j]];
                 gates[[b, 2 * h + j]] = n;
                 state[[b, j]] = (one - z) * n + z * state[[b, j]];
@@ -384,9 +454,9 @@ impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
         x: ArrayView2<'_, F>,
         state: &mut GruState<F>,
         gates: ArrayViewMut2<'_, F>,
-        _ws: &mut Workspace<F>,
+        ws: &mut Workspace<F>,
     ) {
-        self.step_rows(x, &mut state.h, gates);
+        self.step_rows(x, &mut state.h, gates, ws);
     }
 
     fn sequence_unchecked(
