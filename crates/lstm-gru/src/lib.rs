@@ -10,7 +10,7 @@ use lstm_core::ndarray::{
     s,
 };
 use lstm_core::{Activation, LstmError, Result, Scalar, Workspace, check_shape, unroll};
-use lstm_engine::kernels::{Packed, gemm};
+use lstm_engine::kernels::{Packed, Squash, gemm, squash};
 
 /// The state a GRU carries between steps: its hidden state `h [B, H]` alone.
 #[derive(Clone, Debug, PartialEq)]
@@ -325,7 +325,8 @@ impl<F: Scalar> GruCell<F> {
         let rp = p.wr.padded_cols();
         let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
         let (mut hz, mut hn) = (vec![F::zero(); batch * rp], vec![F::zero(); batch * np]);
-        let (mut rh, mut reset) = (vec![F::zero(); batch * h], vec![F::zero(); batch * h]);
+        let (mut zr, mut nb) = (vec![F::zero(); batch * 2 * h], vec![F::zero(); batch * h]);
+        let mut rh = vec![F::zero(); batch * h];
         let one = F::one();
         for step in 0..t_len {
             // The recurrent products of this step, for every row (rows already done keep
@@ -339,29 +340,52 @@ impl<F: Scalar> GruCell<F> {
             });
             for (b, t) in active.clone() {
                 let xr = &xp[(t * batch + b) * gp..];
+                for j in 0..2 * h {
+                    zr[b * 2 * h + j] = self.clip(xr[j] + hz[b * rp + j]);
+                }
+            }
+            self.activate(&self.f, Squash::Sigmoid, &mut zr);
+            for b in 0..batch {
                 for j in 0..h {
-                    let r = self.f.apply(self.clip(xr[h + j] + hz[b * rp + h + j]));
-                    reset[b * h + j] = r;
-                    rh[b * h + j] = r * hs[b * h + j];
+                    rh[b * h + j] = zr[b * 2 * h + h + j] * hs[b * h + j];
                 }
             }
             if let Some(wn) = &p.wr_n {
                 gemm(batch, &rh, h, wn, &mut hn, np, Some(&p.rb_n));
             }
-            for (b, t) in active {
+            for (b, t) in active.clone() {
                 let xr = &xp[(t * batch + b) * gp..];
                 for j in 0..h {
-                    let z = self.f.apply(self.clip(xr[j] + hz[b * rp + j]));
                     let rec = if self.linear_before_reset {
-                        reset[b * h + j] * hz[b * rp + 2 * h + j]
+                        zr[b * 2 * h + h + j] * hz[b * rp + 2 * h + j]
                     } else {
                         hn[b * np + j]
                     };
-                    let n = self.g.apply(self.clip(xr[2 * h + j] + rec));
+                    nb[b * h + j] = self.clip(xr[2 * h + j] + rec);
+                }
+            }
+            self.activate(&self.g, Squash::Tanh, &mut nb);
+            for (b, t) in active {
+                for j in 0..h {
+                    let (z, n) = (zr[b * 2 * h + j], nb[b * h + j]);
                     let new = (one - z) * n + z * state[[b, j]];
                     state[[b, j]] = new;
                     output[[t, b, j]] = new;
                 }
+            }
+        }
+    }
+
+    /// Applies `act` to every value of `v`: the kernels' vectorised sigmoid or tanh where `act`
+    /// is that function and the CPU has them, the exact function otherwise.
+    fn activate(&self, act: &Activation<F>, kind: Squash, v: &mut [F]) {
+        let vectorised = matches!(
+            (act, kind),
+            (Activation::Sigmoid, Squash::Sigmoid) | (Activation::Tanh, Squash::Tanh)
+        ) && squash(kind, v);
+        if !vectorised {
+            for x in v.iter_mut() {
+                *x = act.apply(*x);
             }
         }
     }
@@ -380,10 +404,12 @@ impl<F: Scalar> GruCell<F> {
         let (gp, rp) = (p.wx.padded_cols(), p.wr.padded_cols());
         let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
         let contiguous = x.to_slice();
-        let ([xp, hz, hn, rh, xbuf], _, _) = ws.split_reused([
+        let ([xp, hz, hn, rh, zr, nb, xbuf], _, _) = ws.split_reused([
             batch * gp,
             batch * rp,
             batch * np,
+            batch * h,
+            batch * 2 * h,
             batch * h,
             if contiguous.is_some() {
                 0
@@ -402,28 +428,36 @@ impl<F: Scalar> GruCell<F> {
         let hs = state.as_slice().expect("standard layout");
         gemm(batch, hs, h, &p.wr, hz, rp, Some(&p.rb));
         for b in 0..batch {
+            for j in 0..2 * h {
+                zr[b * 2 * h + j] = self.clip(xp[b * gp + j] + hz[b * rp + j]);
+            }
+        }
+        self.activate(&self.f, Squash::Sigmoid, zr);
+        for b in 0..batch {
             for j in 0..h {
-                gates[[b, j]] = self.f.apply(self.clip(xp[b * gp + j] + hz[b * rp + j]));
-                let r = self
-                    .f
-                    .apply(self.clip(xp[b * gp + h + j] + hz[b * rp + h + j]));
-                gates[[b, h + j]] = r;
-                rh[b * h + j] = r * hs[b * h + j];
+                rh[b * h + j] = zr[b * 2 * h + h + j] * hs[b * h + j];
             }
         }
         if let Some(wn) = &p.wr_n {
             gemm(batch, rh, h, wn, hn, np, Some(&p.rb_n));
         }
-        let one = F::one();
         for b in 0..batch {
             for j in 0..h {
                 let rec = if self.linear_before_reset {
-                    gates[[b, h + j]] * hz[b * rp + 2 * h + j]
+                    zr[b * 2 * h + h + j] * hz[b * rp + 2 * h + j]
                 } else {
                     hn[b * np + j]
                 };
-                let n = self.g.apply(self.clip(xp[b * gp + 2 * h + j] + rec));
-                let z = gates[[b, j]];
+                nb[b * h + j] = self.clip(xp[b * gp + 2 * h + j] + rec);
+            }
+        }
+        self.activate(&self.g, Squash::Tanh, nb);
+        let one = F::one();
+        for b in 0..batch {
+            for j in 0..h {
+                let (z, n) = (zr[b * 2 * h + j], nb[b * h + j]);
+                gates[[b, j]] = z;
+                gates[[b, h + j]] = zr[b * 2 * h + h + j];
                 gates[[b, 2 * h + j]] = n;
                 state[[b, j]] = (one - z) * n + z * state[[b, j]];
             }

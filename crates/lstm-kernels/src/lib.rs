@@ -156,6 +156,28 @@ pub trait Element:
     /// The gate pass at the given level (reachable only through [`lstm_gates`]).
     #[doc(hidden)]
     fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool;
+
+    /// The vectorised sigmoid or tanh in place at the given level (reachable only through
+    /// [`squash`]); `false`, touching nothing, where there is none.
+    #[doc(hidden)]
+    fn squash_at(level: Level, kind: Squash, v: &mut [Self], _: Checked) -> bool;
+}
+
+/// Which function [`squash`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Squash {
+    /// The logistic sigmoid.
+    Sigmoid,
+    /// The hyperbolic tangent.
+    Tanh,
+}
+
+/// Applies the gate pass's fast sigmoid or tanh (the same functions, the same error as
+/// [`lstm_gates`]) to every value of `v`, in place, for cells with their own gate pass (the
+/// GRU). Returns `false`, touching nothing, where no vectorised version runs (`f64`, or no
+/// AVX-512): the caller applies the exact function then.
+pub fn squash<T: Element>(kind: Squash, v: &mut [T]) -> bool {
+    T::squash_at(level(), kind, v, Checked(()))
 }
 
 /// Options of the gate pass ([`lstm_gates`]).
@@ -205,6 +227,20 @@ impl Element for f32 {
             _ => false,
         }
     }
+
+    fn squash_at(level: Level, kind: Squash, v: &mut [Self], _: Checked) -> bool {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                x86::squash_avx512(v, kind == Squash::Sigmoid);
+                true
+            }
+            _ => {
+                let _ = (kind, v);
+                false
+            }
+        }
+    }
 }
 
 impl Element for f64 {
@@ -221,6 +257,10 @@ impl Element for f64 {
     }
 
     fn gates_at(_: Level, _: GateRow<'_, Self>, _: Checked) -> bool {
+        false
+    }
+
+    fn squash_at(_: Level, _: Squash, _: &mut [Self], _: Checked) -> bool {
         false
     }
 }

@@ -770,3 +770,35 @@ unsafe fn activations_512(x: &[f32], s: &mut [f32], t: &mut [f32]) {
         }
     }
 }
+
+/// The gate pass's sigmoid (`sigmoid`) or tanh of every value of `v`, in place (callers check
+/// AVX-512).
+pub(crate) fn squash_avx512(v: &mut [f32], sigmoid: bool) {
+    if has_avx512() {
+        // SAFETY: AVX-512F is present.
+        unsafe { squash_512(v, sigmoid) }
+    }
+}
+
+/// # Safety
+/// AVX-512F present.
+#[target_feature(enable = "avx512f")]
+unsafe fn squash_512(v: &mut [f32], sigmoid: bool) {
+    let n = v.len();
+    let mut j = 0;
+    // SAFETY: every load and store is masked to the lanes of `j..n`, inside `v`.
+    unsafe {
+        while j < n {
+            let m = lanes(n - j);
+            let p = v.as_mut_ptr().add(j);
+            let x = _mm512_maskz_loadu_ps(m, p);
+            let y = if sigmoid {
+                sigmoid512([x])[0]
+            } else {
+                tanh512([x])[0]
+            };
+            _mm512_mask_storeu_ps(p, m, y);
+            j += 16;
+        }
+    }
+}

@@ -145,3 +145,26 @@ fn gate_pass_matches_the_formulas() {
         }
     }
 }
+
+/// `squash` applies the same fast functions in place, bit for bit, on lengths that are not a
+/// whole number of vectors; `f64` has no vectorised version.
+#[test]
+fn squash_is_the_gate_pass_functions_in_place() {
+    use lstm_kernels::{Squash, squash};
+    for n in [0, 1, 15, 16, 17, 100] {
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 - 50.0) * 0.37).collect();
+        let (mut s, mut t) = (vec![0.0; n], vec![0.0; n]);
+        let (mut vs, mut vt) = (x.clone(), x.clone());
+        let fast = fast_activations(&x, &mut s, &mut t);
+        assert_eq!(squash(Squash::Sigmoid, &mut vs), fast);
+        assert_eq!(squash(Squash::Tanh, &mut vt), fast);
+        if !fast {
+            assert!(!common::cpu_has(lstm_kernels::Level::Avx512, "squash"));
+            assert_eq!(vs, x, "touched nothing");
+            continue;
+        }
+        assert_eq!(vs, s);
+        assert_eq!(vt, t);
+    }
+    assert!(!squash(Squash::Tanh, &mut [0.5f64; 4]));
+}
