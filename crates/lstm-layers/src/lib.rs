@@ -9,4 +9,6 @@ mod stack;
 pub mod torch;
 
 pub use readout::Readout;
-pub use stack::{EmptyFinalState, LstmStack, StackOptions, StackOutput, lengths_from_signed};
+pub use stack::{
+    EmptyFinalState, LstmStack, Stack, StackOptions, StackOutput, StackStates, lengths_from_signed,
+};

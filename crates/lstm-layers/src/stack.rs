@@ -2,7 +2,7 @@
 
 use lstm_core::ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3, Axis, s};
 use lstm_core::{
-    Direction, Layout, LstmError, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
+    CellState, Direction, Layout, LstmError, RecurrentCell, Result, Scalar, SeqOptions, Workspace,
     check_shape, unroll,
 };
 use lstm_engine::{EngineSpec, LstmEngine, threads as split};
@@ -68,22 +68,37 @@ pub struct StackOutput<F> {
     pub c_n: Array3<F>,
 }
 
-/// Several LSTM layers, each forward-only or bidirectional, as `torch.nn.LSTM` and the ONNX LSTM
-/// operator define them: layer `k + 1` reads the concatenated outputs of layer `k`.
+/// Several layers of a recurrent cell `C`, each forward-only or bidirectional, as `torch.nn.LSTM`,
+/// `torch.nn.GRU` and the ONNX recurrent operators define them: layer `k + 1` reads the
+/// concatenated outputs of layer `k`.
 #[derive(Clone, Debug)]
-pub struct LstmStack<F> {
-    layers: Vec<Vec<LstmEngine<F>>>,
+pub struct Stack<C, F> {
+    layers: Vec<Vec<C>>,
     directions: Vec<Direction>,
+    elem: std::marker::PhantomData<fn() -> F>,
 }
 
-impl<F: Scalar> LstmStack<F> {
-    /// A stack from `layers[k][d]`, the engine of layer `k`, direction `d` (0 forward, 1 reverse).
+/// A stack of LSTM layers on the engine.
+pub type LstmStack<F> = Stack<LstmEngine<F>, F>;
+
+/// The result of [`Stack::forward_states`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackStates<F> {
+    /// `[T, B, D * P]` (or `[B, T, D * P]` batch-first): the last layer's outputs.
+    pub output: Array3<F>,
+    /// For each part of the cell's state, `[D * L, B, width]`: the final state of each layer
+    /// and direction (index `layer * D + direction`); part 0 is `h`.
+    pub finals: Vec<Array3<F>>,
+}
+
+impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
+    /// A stack from `layers[k][d]`, the cell of layer `k`, direction `d` (0 forward, 1 reverse).
     ///
     /// # Errors
     /// [`LstmError::Invalid`] for no layers or a layer without 1 or 2 directions;
     /// [`LstmError::Shape`] when the directions disagree or a layer's input size is not the
     /// previous layer's output size.
-    pub fn new(layers: Vec<Vec<LstmEngine<F>>>) -> Result<Self> {
+    pub fn new(layers: Vec<Vec<C>>) -> Result<Self> {
         let first = layers
             .first()
             .ok_or_else(|| LstmError::invalid("layer stack", "needs at least one layer"))?;
@@ -110,39 +125,11 @@ impl<F: Scalar> LstmStack<F> {
             input = d * p;
         }
         let directions = [Direction::Forward, Direction::Reverse][..d].to_vec();
-        Ok(Self { layers, directions })
-    }
-
-    /// A stack on random weights, uniform in `[-1/sqrt(H), 1/sqrt(H)]` as `torch.nn.LSTM`
-    /// initialises them, without biases: for benchmarks and tests.
-    ///
-    /// # Errors
-    /// As [`LstmStack::new`], and [`LstmError::Invalid`] for a zero size.
-    pub fn random(
-        input: usize,
-        hidden: usize,
-        layers: usize,
-        directions: usize,
-        rng: &mut lstm_engine::init::SplitMix64,
-    ) -> Result<Self> {
-        let k = 1.0 / (hidden.max(1) as f64).sqrt();
-        let engines = (0..layers)
-            .map(|layer| {
-                let width = if layer == 0 {
-                    input
-                } else {
-                    directions * hidden
-                };
-                (0..directions)
-                    .map(|_| {
-                        let wx: Array2<F> = rng.uniform_array((4 * hidden, width), k);
-                        let wr: Array2<F> = rng.uniform_array((4 * hidden, hidden), k);
-                        LstmEngine::new(EngineSpec::standard(wx.view(), wr.view()))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Self::new(engines)
+        Ok(Self {
+            layers,
+            directions,
+            elem: std::marker::PhantomData,
+        })
     }
 
     /// Sets the reading direction of each direction slot (by default forward, then reverse);
@@ -190,23 +177,25 @@ impl<F: Scalar> LstmStack<F> {
         self.layers[0][0].output_size()
     }
 
-    /// The engines, `[layer][direction]`.
-    pub fn layers(&self) -> &[Vec<LstmEngine<F>>] {
+    /// The cells, `[layer][direction]`.
+    pub fn layers(&self) -> &[Vec<C>] {
         &self.layers
     }
 
-    /// Runs the stack. `h0 [D * L, B, P]` and `c0 [D * L, B, H]` default to zero.
+    /// Runs the stack. `initial[k]` (if given) is part `k` of every layer's and direction's
+    /// initial state, `[D * L, B, width]` (`P` for part 0, `H` for the others); absent parts
+    /// are zero.
     ///
     /// # Errors
     /// [`LstmError::Shape`] for inputs or initial states of the wrong shape,
-    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T`.
-    pub fn forward(
+    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T` or more initial
+    /// parts than the state has.
+    pub fn forward_states(
         &self,
         x: ArrayView3<'_, F>,
-        h0: Option<ArrayView3<'_, F>>,
-        c0: Option<ArrayView3<'_, F>>,
+        initial: &[Option<ArrayView3<'_, F>>],
         opts: &StackOptions<'_>,
-    ) -> Result<StackOutput<F>> {
+    ) -> Result<StackStates<F>> {
         let (d, l, h, p, i) = (
             self.num_directions(),
             self.num_layers(),
@@ -215,11 +204,25 @@ impl<F: Scalar> LstmStack<F> {
             self.input_size(),
         );
         let (t, b) = unroll::check_input(x.shape(), i, opts.layout)?;
-        if let Some(h0) = &h0 {
-            check_shape("initial h", h0.shape(), &[d * l, b, p])?;
+        let parts = <C::State as CellState<F>>::PARTS;
+        if initial.len() > parts {
+            return Err(LstmError::invalid(
+                "initial state",
+                format!("the cell's state has {parts} parts, got {}", initial.len()),
+            ));
         }
-        if let Some(c0) = &c0 {
-            check_shape("initial c", c0.shape(), &[d * l, b, h])?;
+        let width = |k: usize| if k == 0 { p } else { h };
+        for (k, part) in initial.iter().enumerate() {
+            if let Some(a) = part {
+                let what = if k == 0 {
+                    "initial h".to_string()
+                } else if parts == 2 {
+                    "initial c".to_string()
+                } else {
+                    format!("initial state part {k}")
+                };
+                check_shape(&what, a.shape(), &[d * l, b, width(k)])?;
+            }
         }
         if let Some(lengths) = opts.lengths {
             unroll::check_lengths(lengths, b, t)?;
@@ -228,8 +231,9 @@ impl<F: Scalar> LstmStack<F> {
             Layout::TimeMajor => x,
             Layout::BatchFirst => x.permuted_axes([1, 0, 2]),
         };
-        let mut h_n = Array3::zeros((d * l, b, p));
-        let mut c_n = Array3::zeros((d * l, b, h));
+        let mut finals: Vec<Array3<F>> = (0..parts)
+            .map(|k| Array3::zeros((d * l, b, width(k))))
+            .collect();
         let threads = opts.threads.max(1);
         let mut ws = Workspace::new();
         let mut layer_in: Option<Array3<F>> = None;
@@ -240,17 +244,14 @@ impl<F: Scalar> LstmStack<F> {
                        out: ArrayViewMut3<'_, F>,
                        threads: usize,
                        ws: &mut Workspace<F>|
-             -> Result<LstmState<F>> {
+             -> Result<C::State> {
                 let idx = k * d + dir;
-                let hs = h0.as_ref().map_or_else(
-                    || Array2::zeros((b, p)),
-                    |a| a.index_axis(Axis(0), idx).to_owned(),
-                );
-                let cs = c0.as_ref().map_or_else(
-                    || Array2::zeros((b, h)),
-                    |a| a.index_axis(Axis(0), idx).to_owned(),
-                );
-                let mut state = LstmState::new(hs, cs)?;
+                let mut state = layer[dir].zero_state(b);
+                for (part, given) in initial.iter().enumerate() {
+                    if let Some(a) = given {
+                        state.part_mut(part).assign(&a.index_axis(Axis(0), idx));
+                    }
+                }
                 let seq = SeqOptions {
                     layout: Layout::TimeMajor,
                     direction: self.directions[dir],
@@ -264,7 +265,7 @@ impl<F: Scalar> LstmStack<F> {
             let parallel = d == 2
                 && split::useful_threads(threads, 2, 2 * split::sequence_work(&layer[0], t, b))
                     == 2;
-            let states: Vec<Result<LstmState<F>>> = if parallel {
+            let states: Vec<Result<C::State>> = if parallel {
                 let (fwd, bwd) = out.multi_slice_mut((s![.., .., ..p], s![.., .., p..]));
                 let [ws0, ws1] = ws.per_thread(2) else {
                     unreachable!("per_thread(2) returns two workspaces")
@@ -288,17 +289,19 @@ impl<F: Scalar> LstmStack<F> {
             };
             for (dir, state) in states.into_iter().enumerate() {
                 let idx = k * d + dir;
-                let (mut hf, mut cf) = state?.into_parts();
+                let mut state = state?;
                 if opts.empty_final_state == EmptyFinalState::Zero
                     && let Some(lengths) = opts.lengths
                 {
                     for (row, _) in lengths.iter().enumerate().filter(|&(_, &len)| len == 0) {
-                        hf.row_mut(row).fill(F::zero());
-                        cf.row_mut(row).fill(F::zero());
+                        for part in 0..parts {
+                            state.part_mut(part).row_mut(row).fill(F::zero());
+                        }
                     }
                 }
-                h_n.index_axis_mut(Axis(0), idx).assign(&hf);
-                c_n.index_axis_mut(Axis(0), idx).assign(&cf);
+                for (part, fin) in finals.iter_mut().enumerate() {
+                    fin.index_axis_mut(Axis(0), idx).assign(&state.part(part));
+                }
             }
             layer_in = Some(out);
         }
@@ -310,6 +313,59 @@ impl<F: Scalar> LstmStack<F> {
                 .as_standard_layout()
                 .into_owned(),
         };
+        Ok(StackStates { output, finals })
+    }
+}
+
+impl<F: Scalar> LstmStack<F> {
+    /// A stack on random weights, uniform in `[-1/sqrt(H), 1/sqrt(H)]` as `torch.nn.LSTM`
+    /// initialises them, without biases: for benchmarks and tests.
+    ///
+    /// # Errors
+    /// As [`LstmStack::new`], and [`LstmError::Invalid`] for a zero size.
+    pub fn random(
+        input: usize,
+        hidden: usize,
+        layers: usize,
+        directions: usize,
+        rng: &mut lstm_engine::init::SplitMix64,
+    ) -> Result<Self> {
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let engines = (0..layers)
+            .map(|layer| {
+                let width = if layer == 0 {
+                    input
+                } else {
+                    directions * hidden
+                };
+                (0..directions)
+                    .map(|_| {
+                        let wx: Array2<F> = rng.uniform_array((4 * hidden, width), k);
+                        let wr: Array2<F> = rng.uniform_array((4 * hidden, hidden), k);
+                        LstmEngine::new(EngineSpec::standard(wx.view(), wr.view()))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(engines)
+    }
+
+    /// Runs the stack. `h0 [D * L, B, P]` and `c0 [D * L, B, H]` default to zero.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] for inputs or initial states of the wrong shape,
+    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T`.
+    pub fn forward(
+        &self,
+        x: ArrayView3<'_, F>,
+        h0: Option<ArrayView3<'_, F>>,
+        c0: Option<ArrayView3<'_, F>>,
+        opts: &StackOptions<'_>,
+    ) -> Result<StackOutput<F>> {
+        let StackStates { output, finals } = self.forward_states(x, &[h0, c0], opts)?;
+        let [h_n, c_n]: [Array3<F>; 2] = finals
+            .try_into()
+            .map_err(|_| LstmError::invalid("LSTM state", "expected two parts"))?;
         Ok(StackOutput { output, h_n, c_n })
     }
 }
