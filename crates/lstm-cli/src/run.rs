@@ -229,7 +229,16 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
         .transpose()?;
     match ext.as_str() {
         "safetensors" => {
-            let stack = torch::load::<F>(model, args.prefix.as_deref())?;
+            let stack = torch::load_model::<F>(model, args.prefix.as_deref())?;
+            if matches!(stack, torch::TorchModel::Gru(_))
+                && (c0.is_some() || args.final_c.is_some())
+            {
+                return Err(CliError::Usage(
+                    "this state dict is an nn.GRU, which has no cell state: --initial-c and \
+                     --final-c apply to LSTMs"
+                        .into(),
+                ));
+            }
             let x_shape = if args.batch_first {
                 "[B, T, I] (--batch-first)"
             } else {
@@ -257,15 +266,16 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
                 threads: args.threads,
                 ..StackOptions::default()
             };
-            let out = stack.forward(
-                x.view(),
-                h0.as_ref().map(|a| a.view()),
-                c0.as_ref().map(|a| a.view()),
-                &opts,
-            )?;
+            let initial = [h0.as_ref().map(|a| a.view()), c0.as_ref().map(|a| a.view())];
+            let out = match &stack {
+                torch::TorchModel::Lstm(s) => s.forward_states(x.view(), &initial, &opts)?,
+                torch::TorchModel::Gru(s) => s.forward_states(x.view(), &initial[..1], &opts)?,
+            };
             write(&args.output, out.output.view().into_dyn())?;
-            write(&args.final_h, out.h_n.view().into_dyn())?;
-            write(&args.final_c, out.c_n.view().into_dyn())?;
+            write(&args.final_h, out.finals[0].view().into_dyn())?;
+            if let Some(c_n) = out.finals.get(1) {
+                write(&args.final_c, c_n.view().into_dyn())?;
+            }
         }
         "onnx" => {
             if args.prefix.is_some() {

@@ -367,3 +367,27 @@ fn outputs_are_found_by_role_or_named() {
         assert!(diff < 1e-5, "{want}: {diff}");
     }
 }
+
+/// An nn.GRU state dict has no cell state to take or give.
+#[test]
+fn a_gru_state_dict_refuses_cell_states() {
+    let out = scratch("gru").join("y.npy");
+    let out = out.to_str().unwrap();
+    let (model, x) = (
+        graph("pt_gru_plain", "model.safetensors"),
+        graph("pt_gru_plain", "x.npy"),
+    );
+    fails(
+        &[
+            "--model",
+            &model,
+            "--input",
+            &x,
+            "--output",
+            out,
+            "--final-c",
+            out,
+        ],
+        &["nn.GRU", "--final-c"],
+    );
+}

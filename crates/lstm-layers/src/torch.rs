@@ -1,4 +1,4 @@
-//! Import of a PyTorch `nn.LSTM` `state_dict` saved as safetensors.
+//! Import of a PyTorch `nn.LSTM` or `nn.GRU` `state_dict` saved as safetensors.
 //!
 //! ```python
 //! from safetensors.torch import save_file
@@ -10,12 +10,14 @@
 //! optionally with the suffix `_reverse`) and their shapes. A prefix selects an LSTM inside a
 //! larger model (`encoder.rnn.`); without one, the prefix is found when there is exactly one LSTM.
 
-use lstm_core::ndarray::{ArrayD, Ix1, Ix2, IxDyn};
+use lstm_core::ndarray::{ArrayD, ArrayView1, ArrayView2, Ix1, Ix2, IxDyn};
 use lstm_core::{LstmError, Result, Scalar};
 use lstm_engine::{EngineSpec, LstmEngine};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::LstmStack;
+use lstm_gru::GruCell;
+
+use crate::{LstmStack, Stack};
 
 /// Reads a safetensors file and builds the stack at precision `F`.
 ///
@@ -33,17 +35,52 @@ pub fn load<F: Scalar>(
     stack_from_safetensors(&bytes, &path.display().to_string(), prefix)
 }
 
-/// Builds the stack from the bytes of a safetensors file; `name` appears in error messages.
+/// A recurrent model read from a state dict: an `nn.LSTM` or an `nn.GRU`.
+#[derive(Clone, Debug)]
+pub enum TorchModel<F> {
+    /// `nn.LSTM` (`weight_hh` of `4H` rows).
+    Lstm(LstmStack<F>),
+    /// `nn.GRU` (`weight_hh` of `3H` rows for `H` columns).
+    Gru(GruStack<F>),
+}
+
+/// A stack of GRU layers.
+pub type GruStack<F> = Stack<GruCell<F>, F>;
+
+/// Reads a safetensors file holding an `nn.LSTM` or an `nn.GRU`.
 ///
 /// # Errors
-/// [`LstmError::Format`] for a malformed file, a missing tensor or an ambiguous prefix;
-/// [`LstmError::Shape`] for tensors that do not fit together; [`LstmError::Unsupported`] for
-/// element types other than F16, BF16, F32 and F64; [`LstmError::NonFinite`] for NaN weights.
-pub fn stack_from_safetensors<F: Scalar>(
+/// [`LstmError::Io`] when the file cannot be read; otherwise as [`model_from_safetensors`].
+pub fn load_model<F: Scalar>(
+    path: impl AsRef<std::path::Path>,
+    prefix: Option<&str>,
+) -> Result<TorchModel<F>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| LstmError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    model_from_safetensors(&bytes, &path.display().to_string(), prefix)
+}
+
+/// The tensors of one layer and direction of a state dict.
+struct LayerTensors<F> {
+    w_ih: ArrayD<F>,
+    w_hh: ArrayD<F>,
+    biases: Vec<ArrayD<F>>,
+    w_hr: Option<ArrayD<F>>,
+}
+
+/// Builds an `nn.LSTM` or `nn.GRU` (told apart by `weight_hh_l0`: `3H` rows for `H` columns is
+/// a GRU) from the bytes of a safetensors file; `name` appears in error messages.
+///
+/// # Errors
+/// As [`stack_from_safetensors`].
+pub fn model_from_safetensors<F: Scalar>(
     bytes: &[u8],
     name: &str,
     prefix: Option<&str>,
-) -> Result<LstmStack<F>> {
+) -> Result<TorchModel<F>> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
     let names: Vec<String> = st.names().into_iter().map(|n| n.to_string()).collect();
@@ -70,9 +107,12 @@ pub fn stack_from_safetensors<F: Scalar>(
         found.sort_unstable();
         return Err(LstmError::format(
             name,
-            format!("no tensor {prefix}weight_ih_l0 (LSTM weights found: {found:?})"),
+            format!("no tensor {prefix}weight_ih_l0 (recurrent weights found: {found:?})"),
         ));
     }
+    // A GRU's recurrent weights have 3H rows for H columns (an LSTM's 4H, for H or P).
+    let gru =
+        get("weight_hh_l0")?.is_some_and(|w| w.ndim() == 2 && w.shape()[0] == 3 * w.shape()[1]);
     let directions = if get("weight_ih_l0_reverse")?.is_some() {
         2
     } else {
@@ -80,69 +120,124 @@ pub fn stack_from_safetensors<F: Scalar>(
     };
     let has_bias = get("bias_ih_l0")?.is_some();
     let has_proj = get("weight_hr_l0")?.is_some();
-    let mut layers = Vec::new();
-    while get(&format!("weight_ih_l{}", layers.len()))?.is_some() {
-        let k = layers.len();
+    let mut tensors = Vec::new();
+    while get(&format!("weight_ih_l{}", tensors.len()))?.is_some() {
+        let k = tensors.len();
         let mut dirs = Vec::new();
         for d in 0..directions {
-            let sfx = if d == 0 {
-                String::new()
-            } else {
-                "_reverse".into()
-            };
+            let sfx = if d == 0 { "" } else { "_reverse" };
             let m = |key: String| -> Result<ArrayD<F>> { need(&key) };
-            let w_ih = m(format!("weight_ih_l{k}{sfx}"))?;
-            let w_hh = m(format!("weight_hh_l{k}{sfx}"))?;
-            let biases = if has_bias {
-                vec![
-                    m(format!("bias_ih_l{k}{sfx}"))?,
-                    m(format!("bias_hh_l{k}{sfx}"))?,
-                ]
-            } else {
-                Vec::new()
-            };
-            let w_hr = if has_proj {
-                Some(m(format!("weight_hr_l{k}{sfx}"))?)
-            } else {
-                None
-            };
-            let ctx = |e: LstmError| LstmError::format(name, format!("layer {k}{sfx}: {e}"));
-            let w_ih = w_ih.view().into_dimensionality::<Ix2>().map_err(|_| {
-                ctx(LstmError::shape(
-                    format!("weight_ih_l{k}{sfx}"),
-                    "2-D",
-                    w_ih.shape(),
-                ))
-            })?;
-            let w_hh = w_hh.view().into_dimensionality::<Ix2>().map_err(|_| {
-                ctx(LstmError::shape(
-                    format!("weight_hh_l{k}{sfx}"),
-                    "2-D",
-                    w_hh.shape(),
-                ))
-            })?;
-            let mut spec = EngineSpec::standard(w_ih, w_hh);
-            for b in &biases {
-                spec.biases.push(
-                    b.view()
-                        .into_dimensionality::<Ix1>()
-                        .map_err(|_| ctx(LstmError::shape("bias", "1-D", b.shape())))?,
-                );
-            }
-            if let Some(p) = &w_hr {
-                spec.projection = Some(p.view().into_dimensionality::<Ix2>().map_err(|_| {
-                    ctx(LstmError::shape(
-                        format!("weight_hr_l{k}{sfx}"),
-                        "2-D",
-                        p.shape(),
-                    ))
-                })?);
-            }
-            dirs.push(LstmEngine::new(spec).map_err(ctx)?);
+            dirs.push(LayerTensors {
+                w_ih: m(format!("weight_ih_l{k}{sfx}"))?,
+                w_hh: m(format!("weight_hh_l{k}{sfx}"))?,
+                biases: if has_bias {
+                    vec![
+                        m(format!("bias_ih_l{k}{sfx}"))?,
+                        m(format!("bias_hh_l{k}{sfx}"))?,
+                    ]
+                } else {
+                    Vec::new()
+                },
+                w_hr: if has_proj {
+                    Some(m(format!("weight_hr_l{k}{sfx}"))?)
+                } else {
+                    None
+                },
+            });
         }
-        layers.push(dirs);
+        tensors.push(dirs);
     }
-    LstmStack::new(layers).map_err(|e| LstmError::format(name, e))
+    let ctx = |k: usize, d: usize| {
+        move |e: LstmError| {
+            let sfx = if d == 0 { "" } else { "_reverse" };
+            LstmError::format(name, format!("layer {k}{sfx}: {e}"))
+        }
+    };
+    let sfx = |d: usize| if d == 0 { "" } else { "_reverse" };
+    let gru_cell = |k: usize, d: usize, t: &LayerTensors<F>| -> Result<GruCell<F>> {
+        let s = sfx(d);
+        if t.w_hr.is_some() {
+            return Err(ctx(k, d)(LstmError::invalid(
+                "weight_hr",
+                "a GRU has no projection",
+            )));
+        }
+        let w_ih = matrix(&t.w_ih, format!("weight_ih_l{k}{s}")).map_err(ctx(k, d))?;
+        let w_hh = matrix(&t.w_hh, format!("weight_hh_l{k}{s}")).map_err(ctx(k, d))?;
+        let bias = |i: usize| {
+            t.biases
+                .get(i)
+                .map(|b| vector(b).map(|v| v.to_owned()))
+                .transpose()
+                .map_err(ctx(k, d))
+        };
+        GruCell::from_torch(w_ih, w_hh, bias(0)?, bias(1)?).map_err(ctx(k, d))
+    };
+    let lstm_engine = |k: usize, d: usize, t: &LayerTensors<F>| -> Result<LstmEngine<F>> {
+        let s = sfx(d);
+        let w_ih = matrix(&t.w_ih, format!("weight_ih_l{k}{s}")).map_err(ctx(k, d))?;
+        let w_hh = matrix(&t.w_hh, format!("weight_hh_l{k}{s}")).map_err(ctx(k, d))?;
+        let mut spec = EngineSpec::standard(w_ih, w_hh);
+        for b in &t.biases {
+            spec.biases.push(vector(b).map_err(ctx(k, d))?);
+        }
+        if let Some(p) = &t.w_hr {
+            spec.projection = Some(matrix(p, format!("weight_hr_l{k}{s}")).map_err(ctx(k, d))?);
+        }
+        LstmEngine::new(spec).map_err(ctx(k, d))
+    };
+    fn each<F, C>(
+        tensors: &[Vec<LayerTensors<F>>],
+        f: impl Fn(usize, usize, &LayerTensors<F>) -> Result<C>,
+    ) -> Result<Vec<Vec<C>>> {
+        tensors
+            .iter()
+            .enumerate()
+            .map(|(k, dirs)| dirs.iter().enumerate().map(|(d, t)| f(k, d, t)).collect())
+            .collect()
+    }
+    let wrap = |e| LstmError::format(name, e);
+    if gru {
+        Stack::new(each(&tensors, gru_cell)?)
+            .map(TorchModel::Gru)
+            .map_err(wrap)
+    } else {
+        Stack::new(each(&tensors, lstm_engine)?)
+            .map(TorchModel::Lstm)
+            .map_err(wrap)
+    }
+}
+
+fn matrix<F: Scalar>(a: &ArrayD<F>, what: String) -> Result<ArrayView2<'_, F>> {
+    a.view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| LstmError::shape(what, "2-D", a.shape()))
+}
+
+fn vector<F: Scalar>(a: &ArrayD<F>) -> Result<ArrayView1<'_, F>> {
+    a.view()
+        .into_dimensionality::<Ix1>()
+        .map_err(|_| LstmError::shape("bias", "1-D", a.shape()))
+}
+
+/// Builds the `nn.LSTM` of the bytes of a safetensors file; `name` appears in error messages.
+///
+/// # Errors
+/// [`LstmError::Format`] for a malformed file, a missing tensor, an ambiguous prefix or a GRU;
+/// [`LstmError::Shape`] for tensors that do not fit together; [`LstmError::Unsupported`] for
+/// element types other than F16, BF16, F32 and F64; [`LstmError::NonFinite`] for NaN weights.
+pub fn stack_from_safetensors<F: Scalar>(
+    bytes: &[u8],
+    name: &str,
+    prefix: Option<&str>,
+) -> Result<LstmStack<F>> {
+    match model_from_safetensors(bytes, name, prefix)? {
+        TorchModel::Lstm(s) => Ok(s),
+        TorchModel::Gru(_) => Err(LstmError::format(
+            name,
+            "the state dict is an nn.GRU, not an nn.LSTM",
+        )),
+    }
 }
 
 fn find_prefix(names: &[String], file: &str) -> Result<String> {
