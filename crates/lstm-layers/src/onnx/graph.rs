@@ -361,13 +361,13 @@ impl<F: Scalar> OnnxGraph<F> {
             .collect())
     }
 
-    /// Sets the threads every LSTM node uses (see [`crate::StackOptions::threads`]).
+    /// Sets the threads every recurrent node uses (see [`crate::StackOptions::threads`]).
     pub fn set_threads(&mut self, threads: usize) {
         for s in &mut self.steps {
-            if let Kind::Recurrent(r) = &mut s.kind
-                && let RecurrentNode::Lstm(l) = r
-            {
-                l.threads = threads;
+            match &mut s.kind {
+                Kind::Recurrent(RecurrentNode::Lstm(l)) => l.threads = threads,
+                Kind::Recurrent(RecurrentNode::Gru(g)) => g.threads = threads,
+                _ => {}
             }
         }
     }

@@ -5,19 +5,22 @@
 use std::collections::HashMap;
 
 use lstm_core::ndarray::{Array3, Array4, ArrayView3, Axis, s};
-use lstm_core::{LstmError, Result, Scalar, check_shape};
-use lstm_gru::{GruCell, RecurrentCell};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_gru::GruCell;
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};
+use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, run_as_node, to_float};
 use super::tensor::{Tensor, Value};
+use crate::Stack;
 
 /// An ONNX GRU node ready to run.
 #[derive(Clone, Debug)]
 pub struct OnnxGru<F> {
-    cells: Vec<GruCell<F>>,
+    stack: Stack<GruCell<F>, F>,
     direction: OnnxDirection,
     layout: usize,
+    /// Threads [`OnnxGru::run`] uses (see [`crate::StackOptions::threads`]); 1 by default.
+    pub threads: usize,
 }
 
 /// The two outputs of the operator, shaped for the node's layout.
@@ -68,10 +71,15 @@ impl<F: Scalar> OnnxGru<F> {
                 Ok(cell)
             })
             .collect::<Result<_>>()?;
+        let mut stack = Stack::new(vec![cells])?;
+        if attrs.direction == OnnxDirection::Reverse {
+            stack = stack.with_directions(&[lstm_core::Direction::Reverse])?;
+        }
         Ok(Self {
-            cells,
+            stack,
             direction: attrs.direction,
             layout: attrs.layout,
+            threads: 1,
         })
     }
 
@@ -98,61 +106,18 @@ impl<F: Scalar> OnnxGru<F> {
         sequence_lens: Option<&[i64]>,
         initial_h: Option<ArrayView3<'_, F>>,
     ) -> Result<OnnxGruOutput<F>> {
-        let batch_first = self.layout == 1;
-        let x = if batch_first {
-            x.permuted_axes([1, 0, 2])
-        } else {
-            x
-        };
-        let (t, b, _) = x.dim();
-        let d = self.cells.len();
-        let h = self.cells[0].hidden_size();
-        let lengths = sequence_lens
-            .map(|l| crate::lengths_from_signed(l, t))
-            .transpose()?;
-        let h0 = initial_h
-            .map(|a| {
-                let want = if batch_first { [b, d, h] } else { [d, b, h] };
-                check_shape("initial_h", a.shape(), &want)?;
-                Ok::<_, LstmError>(if batch_first {
-                    a.permuted_axes([1, 0, 2])
-                } else {
-                    a
-                })
-            })
-            .transpose()?;
-        let mut y = Array4::zeros((t, d, b, h));
-        let mut y_h = Array3::zeros((d, b, h));
-        for (dir, cell) in self.cells.iter().enumerate() {
-            let reverse = self.direction == OnnxDirection::Reverse || dir == 1;
-            let out = cell.forward(
-                x,
-                h0.as_ref().map(|a| a.index_axis(Axis(0), dir)),
-                lengths.as_deref(),
-                reverse,
-            )?;
-            y.index_axis_mut(Axis(1), dir).assign(&out.output);
-            let mut last = y_h.index_axis_mut(Axis(0), dir);
-            last.assign(&out.h_n);
-            if let Some(l) = &lengths {
-                for (row, _) in l.iter().enumerate().filter(|(_, n)| **n == 0) {
-                    last.row_mut(row).fill(F::zero());
-                }
-            }
-        }
-        Ok(if batch_first {
-            OnnxGruOutput {
-                y: y.permuted_axes([2, 0, 1, 3])
-                    .as_standard_layout()
-                    .into_owned(),
-                y_h: y_h
-                    .permuted_axes([1, 0, 2])
-                    .as_standard_layout()
-                    .into_owned(),
-            }
-        } else {
-            OnnxGruOutput { y, y_h }
-        })
+        let (y, mut finals) = run_as_node(
+            &self.stack,
+            self.layout,
+            x,
+            sequence_lens,
+            &[(initial_h, "initial_h")],
+            self.threads,
+        )?;
+        let y_h = finals
+            .pop()
+            .ok_or_else(|| LstmError::invalid("GRU state", "expected one part"))?;
+        Ok(OnnxGruOutput { y, y_h })
     }
 
     /// Runs the node on graph values (see `OnnxLstm::run_values`); gives `[Y, Y_h]`.

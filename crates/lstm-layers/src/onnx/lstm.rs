@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use lstm_core::ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Ix3};
-use lstm_core::{Layout, LstmError, Result, Scalar, check_shape};
+use lstm_core::{LstmError, Result, Scalar, check_shape};
 use lstm_engine::{EngineSpec, GateConfig, LstmEngine};
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, to_float};
+use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, run_as_node, to_float};
 use super::tensor::{Tensor, Value};
-use crate::{EmptyFinalState, LstmStack, StackOptions, convert};
+use crate::{LstmStack, convert};
 
 /// An ONNX LSTM node ready to run.
 #[derive(Clone, Debug)]
@@ -19,7 +19,6 @@ pub struct OnnxLstm<F> {
     stack: LstmStack<F>,
     direction: OnnxDirection,
     layout: usize,
-    hidden: usize,
     /// `sequence_lens` stored in the model, if any.
     pub sequence_lens: Option<Vec<i64>>,
     /// `initial_h` stored in the model, if any (in the node's layout).
@@ -117,7 +116,6 @@ impl<F: Scalar> OnnxLstm<F> {
             stack,
             direction: attrs.direction,
             layout: attrs.layout,
-            hidden: h,
             sequence_lens,
             initial_h,
             initial_c,
@@ -173,79 +171,26 @@ impl<F: Scalar> OnnxLstm<F> {
         initial_h: Option<ArrayView3<'_, F>>,
         initial_c: Option<ArrayView3<'_, F>>,
     ) -> Result<OnnxOutput<F>> {
-        let d = self.stack.num_directions();
-        let h = self.hidden;
-        let layout = if self.layout == 1 {
-            Layout::BatchFirst
-        } else {
-            Layout::TimeMajor
-        };
-        let (t, b) = lstm_core::unroll::dims(x.shape(), layout);
-        let lens_src = sequence_lens.or(self.sequence_lens.as_deref());
-        let lengths = lens_src
-            .map(|l| crate::lengths_from_signed(l, t))
-            .transpose()?;
-        let state_in = |given: Option<ArrayView3<'_, F>>,
-                        stored: &Option<Array3<F>>,
-                        what: &str|
-         -> Result<Option<Array3<F>>> {
-            let a = match given {
-                Some(a) => a.to_owned(),
-                None => match stored {
-                    Some(a) => a.clone(),
-                    None => return Ok(None),
-                },
-            };
-            let want = if self.layout == 1 {
-                [b, d, h]
-            } else {
-                [d, b, h]
-            };
-            check_shape(what, a.shape(), &want)?;
-            Ok(Some(if self.layout == 1 {
-                a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
-            } else {
-                a
-            }))
-        };
-        let h0 = state_in(initial_h, &self.initial_h, "initial_h")?;
-        let c0 = state_in(initial_c, &self.initial_c, "initial_c")?;
-        let opts = StackOptions {
-            layout,
-            lengths: lengths.as_deref(),
-            empty_final_state: EmptyFinalState::Zero,
-            threads: self.threads,
-        };
-        let out = self.stack.forward(
+        let (y, finals) = run_as_node(
+            &self.stack,
+            self.layout,
             x,
-            h0.as_ref().map(|a| a.view()),
-            c0.as_ref().map(|a| a.view()),
-            &opts,
+            sequence_lens.or(self.sequence_lens.as_deref()),
+            &[
+                (
+                    initial_h.or(self.initial_h.as_ref().map(|a| a.view())),
+                    "initial_h",
+                ),
+                (
+                    initial_c.or(self.initial_c.as_ref().map(|a| a.view())),
+                    "initial_c",
+                ),
+            ],
+            self.threads,
         )?;
-        let y = match layout {
-            Layout::TimeMajor => out
-                .output
-                .into_shape_with_order((t, b, d, h))
-                .map_err(|e| LstmError::invalid("Y", e))?
-                .permuted_axes([0, 2, 1, 3])
-                .as_standard_layout()
-                .into_owned(),
-            Layout::BatchFirst => out
-                .output
-                .into_shape_with_order((b, t, d, h))
-                .map_err(|e| LstmError::invalid("Y", e))?,
-        };
-        let fix = |a: Array3<F>| {
-            if self.layout == 1 {
-                a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
-            } else {
-                a
-            }
-        };
-        Ok(OnnxOutput {
-            y,
-            y_h: fix(out.h_n),
-            y_c: fix(out.c_n),
-        })
+        let [y_h, y_c]: [Array3<F>; 2] = finals
+            .try_into()
+            .map_err(|_| LstmError::invalid("LSTM state", "expected two parts"))?;
+        Ok(OnnxOutput { y, y_h, y_c })
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array, Array2, Array3, Dimension};
-use lstm_core::{Activation, LstmError, Result, Scalar, check_shape};
+use lstm_core::ndarray::{Array, Array2, Array3, Array4, ArrayView3, Dimension};
+use lstm_core::{Activation, Layout, LstmError, RecurrentCell, Result, Scalar, check_shape};
+
+use crate::{EmptyFinalState, Stack, StackOptions};
 
 use super::proto::NodeProto;
 use super::tensor::{Tensor, Value};
@@ -313,4 +315,72 @@ pub fn resolve_activations<F: Scalar>(
             Activation::from_onnx(n, &params)
         })
         .collect()
+}
+
+/// Runs `stack` (one layer) as an ONNX recurrent node: `x`, the initial state parts (`names`
+/// for messages) and the outputs in the node's `layout` (0: `X [T, B, I]`, states `[D, B, H]`,
+/// `Y [T, D, B, H]`; 1: `[B, T, I]`, `[B, D, H]`, `[B, T, D, H]`), lengths signed as the
+/// operator has them; a sample of length 0 has a zero final state, as in ONNX Runtime. Gives
+/// `Y` and each final state part.
+pub(super) fn run_as_node<F: Scalar, C: RecurrentCell<F> + Sync>(
+    stack: &Stack<C, F>,
+    layout: usize,
+    x: ArrayView3<'_, F>,
+    lengths: Option<&[i64]>,
+    initial: &[(Option<ArrayView3<'_, F>>, &str)],
+    threads: usize,
+) -> Result<(Array4<F>, Vec<Array3<F>>)> {
+    let (d, h) = (stack.num_directions(), stack.hidden_size());
+    let batch_first = layout == 1;
+    let seq_layout = if batch_first {
+        Layout::BatchFirst
+    } else {
+        Layout::TimeMajor
+    };
+    let (t, b) = lstm_core::unroll::dims(x.shape(), seq_layout);
+    let lengths = lengths
+        .map(|l| crate::lengths_from_signed(l, t))
+        .transpose()?;
+    let swap = |a: ArrayView3<'_, F>| a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
+    let states = initial
+        .iter()
+        .map(|(given, what)| {
+            given
+                .map(|a| {
+                    let want = if batch_first { [b, d, h] } else { [d, b, h] };
+                    check_shape(what, a.shape(), &want)?;
+                    Ok(if batch_first { swap(a) } else { a.to_owned() })
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<Option<Array3<F>>>>>()?;
+    let views: Vec<_> = states
+        .iter()
+        .map(|s| s.as_ref().map(|a| a.view()))
+        .collect();
+    let opts = StackOptions {
+        layout: seq_layout,
+        lengths: lengths.as_deref(),
+        empty_final_state: EmptyFinalState::Zero,
+        threads,
+    };
+    let out = stack.forward_states(x, &views, &opts)?;
+    let y = if batch_first {
+        out.output
+            .into_shape_with_order((b, t, d, h))
+            .map_err(|e| LstmError::invalid("Y", e))?
+    } else {
+        out.output
+            .into_shape_with_order((t, b, d, h))
+            .map_err(|e| LstmError::invalid("Y", e))?
+            .permuted_axes([0, 2, 1, 3])
+            .as_standard_layout()
+            .into_owned()
+    };
+    let finals = out
+        .finals
+        .into_iter()
+        .map(|a| if batch_first { swap(a.view()) } else { a })
+        .collect();
+    Ok((y, finals))
 }
