@@ -25,7 +25,7 @@ pub struct OnnxLstm<F> {
     pub initial_h: Option<Array3<F>>,
     /// `initial_c` stored in the model, if any (in the node's layout).
     pub initial_c: Option<Array3<F>>,
-    /// Threads [`OnnxLstm::run`] uses (see [`StackOptions::threads`]); 1 by default.
+    /// Threads [`OnnxLstm::run`] uses (see [`crate::StackOptions::threads`]); 1 by default.
     pub threads: usize,
 }
 
