@@ -9,7 +9,9 @@ use lstm_core::ndarray::{
     Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
     s,
 };
-use lstm_core::{Activation, LstmError, Result, Scalar, Workspace, check_shape, unroll};
+use lstm_core::{
+    Activation, LstmError, Result, Scalar, Workspace, check_finite, check_shape, unroll,
+};
 use lstm_engine::kernels::{Packed, Squash, gemm, squash};
 
 /// The state a GRU carries between steps: its hidden state `h [B, H]` alone.
@@ -62,10 +64,6 @@ impl<F: Scalar> CellState<F> for GruState<F> {
 /// One direction of a GRU layer: weights, biases and the gate functions.
 #[derive(Clone, Debug)]
 pub struct GruCell<F> {
-    /// `[I, 3H]`: the input weights, transposed for `x W^T`.
-    w_t: Array2<F>,
-    /// `[H, 3H]`: the recurrent weights, transposed.
-    r_t: Array2<F>,
     /// `[3H]`: the input-side bias.
     wb: Array1<F>,
     /// `[3H]`: the recurrent-side bias.
@@ -130,19 +128,6 @@ pub struct GruOutput<F> {
     pub h_n: Array2<F>,
 }
 
-fn check_finite<'a, F: Scalar>(what: &str, values: impl Iterator<Item = &'a F>) -> Result<()> {
-    for (index, v) in values.enumerate() {
-        if !v.is_finite() {
-            return Err(LstmError::NonFinite {
-                what: what.into(),
-                index,
-                value: v.f64(),
-            });
-        }
-    }
-    Ok(())
-}
-
 impl<F: Scalar> GruCell<F> {
     /// A cell from `w [3H, I]`, `r [3H, H]` and the optional biases `wb`, `rb [3H]`, blocks in
     /// the order z, r, n (ONNX's). `linear_before_reset` applies the reset gate after the
@@ -158,7 +143,7 @@ impl<F: Scalar> GruCell<F> {
         rb: Option<Array1<F>>,
         linear_before_reset: bool,
     ) -> Result<Self> {
-        let (rows, input) = w.dim();
+        let rows = w.nrows();
         if rows == 0 || !rows.is_multiple_of(3) {
             return Err(LstmError::shape("GRU W", "[3*H, I] with H > 0", w.shape()));
         }
@@ -172,12 +157,9 @@ impl<F: Scalar> GruCell<F> {
         check_finite("GRU R", r.iter())?;
         check_finite("GRU input bias", wb.iter())?;
         check_finite("GRU recurrent bias", rb.iter())?;
-        let _ = input;
         let packed = PackedGru::new(&w, &r, &wb, &rb, linear_before_reset);
         Ok(Self {
             packed,
-            w_t: w.t().as_standard_layout().into_owned(),
-            r_t: r.t().as_standard_layout().into_owned(),
             wb,
             rb,
             linear_before_reset,
@@ -250,6 +232,18 @@ impl<F: Scalar> GruCell<F> {
             Some(rng.uniform_array(3 * hidden, k)),
             true,
         )
+    }
+
+    /// The weights `W [3H, I]` and `R [3H, H]` (blocks z, r, n), unpacked into new arrays.
+    pub fn weights(&self) -> (Array2<F>, Array2<F>) {
+        let p = &self.packed;
+        let h = p.wr.rows();
+        let w = Array2::from_shape_fn((3 * h, p.wx.rows()), |(n, k)| p.wx.get(k, n));
+        let r = Array2::from_shape_fn((3 * h, h), |(n, k)| match &p.wr_n {
+            Some(wn) if n >= 2 * h => wn.get(k, n - 2 * h),
+            _ => p.wr.get(k, n),
+        });
+        (w, r)
     }
 
     /// The input-side and recurrent-side biases `[3H]` (blocks z, r, n).
@@ -472,11 +466,11 @@ impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
     type State = GruState<F>;
 
     fn input_size(&self) -> usize {
-        self.w_t.nrows()
+        self.packed.wx.rows()
     }
 
     fn hidden_size(&self) -> usize {
-        self.r_t.nrows()
+        self.packed.wr.rows()
     }
 
     fn gate_count(&self) -> usize {

@@ -5,19 +5,14 @@ use lstm_core::ndarray::Array;
 /// The GRU equations one scalar at a time, in f64, for one sample.
 fn reference(cell: &GruCell<f64>, x: &[Vec<f64>], h0: &[f64]) -> Vec<Vec<f64>> {
     let h = cell.hidden_size();
+    let (w, r) = cell.weights();
+    let (wb, rb) = cell.biases();
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     let mut state = h0.to_vec();
     let mut out = Vec::new();
     for xt in x {
-        let wx = |row: usize| {
-            (0..xt.len())
-                .map(|k| cell.w_t[[k, row]] * xt[k])
-                .sum::<f64>()
-                + cell.wb[row]
-        };
-        let rv = |row: usize, v: &[f64]| {
-            (0..h).map(|k| cell.r_t[[k, row]] * v[k]).sum::<f64>() + cell.rb[row]
-        };
+        let wx = |row: usize| (0..xt.len()).map(|k| w[[row, k]] * xt[k]).sum::<f64>() + wb[row];
+        let rv = |row: usize, v: &[f64]| (0..h).map(|k| r[[row, k]] * v[k]).sum::<f64>() + rb[row];
         let z: Vec<f64> = (0..h).map(|j| sig(wx(j) + rv(j, &state))).collect();
         let r: Vec<f64> = (0..h).map(|j| sig(wx(h + j) + rv(h + j, &state))).collect();
         let rh: Vec<f64> = (0..h).map(|j| r[j] * state[j]).collect();
@@ -137,8 +132,7 @@ fn stepping_and_the_sequence_path_agree() {
 fn torch_order_is_reordered() {
     let c = cell(2, 3, true, 3);
     // Back to PyTorch's r, z, n order, then through from_torch.
-    let w = c.w_t.t().to_owned();
-    let r = c.r_t.t().to_owned();
+    let (w, r) = c.weights();
     let reorder = |a: &Array2<f64>| {
         lstm_core::ndarray::concatenate(
             Axis(0),
@@ -161,12 +155,11 @@ fn torch_order_is_reordered() {
     let t = GruCell::from_torch(
         reorder(&w).view(),
         reorder(&r).view(),
-        Some(vec(&c.wb)),
-        Some(vec(&c.rb)),
+        Some(vec(&c.wb.to_owned())),
+        Some(vec(&c.rb.to_owned())),
     )
     .unwrap();
-    assert_eq!(t.w_t, c.w_t);
-    assert_eq!(t.r_t, c.r_t);
+    assert_eq!(t.weights(), c.weights());
     assert_eq!(t.wb, c.wb);
     assert_eq!(t.rb, c.rb);
 }

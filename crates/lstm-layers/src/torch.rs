@@ -27,12 +27,16 @@ pub fn load<F: Scalar>(
     path: impl AsRef<std::path::Path>,
     prefix: Option<&str>,
 ) -> Result<LstmStack<F>> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| LstmError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    stack_from_safetensors(&bytes, &path.display().to_string(), prefix)
+    let (bytes, name) = read(path.as_ref())?;
+    stack_from_safetensors(&bytes, &name, prefix)
+}
+
+/// The bytes of a file and its name for messages.
+fn read(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
+    let name = path.display().to_string();
+    std::fs::read(path)
+        .map(|bytes| (bytes, name.clone()))
+        .map_err(|source| LstmError::Io { path: name, source })
 }
 
 /// A recurrent model read from a state dict: an `nn.LSTM` or an `nn.GRU`.
@@ -55,12 +59,8 @@ pub fn load_model<F: Scalar>(
     path: impl AsRef<std::path::Path>,
     prefix: Option<&str>,
 ) -> Result<TorchModel<F>> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| LstmError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    model_from_safetensors(&bytes, &path.display().to_string(), prefix)
+    let (bytes, name) = read(path.as_ref())?;
+    model_from_safetensors(&bytes, &name, prefix)
 }
 
 /// The tensors of one layer and direction of a state dict.
