@@ -12,7 +12,7 @@ use lstm_core::ndarray::{
 use lstm_core::{
     Activation, LstmError, Result, Scalar, Workspace, check_finite, check_shape, unroll,
 };
-use lstm_engine::kernels::{Packed, Squash, gemm, squash};
+use lstm_engine::kernels::Packed;
 
 /// The state a GRU carries between steps: its hidden state `h [B, H]` alone.
 #[derive(Clone, Debug, PartialEq)]
@@ -256,14 +256,6 @@ impl<F: Scalar> GruCell<F> {
         self.linear_before_reset
     }
 
-    #[inline]
-    fn clip(&self, v: F) -> F {
-        match self.clip {
-            Some(c) => v.max(-c).min(c),
-            None => v,
-        }
-    }
-
     /// Runs a time-major sequence `x [T, B, I]` from `h0 [B, H]` (zeros if `None`), forward or
     /// (`reverse`) from each sample's last valid step back to its first: the contract's
     /// [`unroll`](RecurrentCell::unroll) with those options.
@@ -292,171 +284,6 @@ impl<F: Scalar> GruCell<F> {
             h_n: out.state.into_h(),
         })
     }
-
-    /// The whole-sequence path, shapes and lengths trusted: `x [T, B, I]`, `output [T, B, H]`
-    /// (zero on entry) time-major; the input products of every step in one product first.
-    fn sequence(
-        &self,
-        x: ArrayView3<'_, F>,
-        state: &mut Array2<F>,
-        mut output: ArrayViewMut3<'_, F>,
-        lengths: Option<&[usize]>,
-        reverse: bool,
-    ) {
-        let (t_len, batch, input) = x.dim();
-        let h = self.hidden_size();
-        if t_len == 0 || batch == 0 {
-            return;
-        }
-        let lens = |b: usize| lengths.map_or(t_len, |l| l[b]);
-        let p = &self.packed;
-        let xs = x.as_standard_layout();
-        let xs = xs.as_slice().expect("standard layout");
-        // The input products of every step at once: [T * B, 3H] (padded to `gp`).
-        let gp = p.wx.padded_cols();
-        let mut xp = vec![F::zero(); t_len * batch * gp];
-        gemm(t_len * batch, xs, input, &p.wx, &mut xp, gp, Some(&p.wb));
-        let rp = p.wr.padded_cols();
-        let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
-        let (mut hz, mut hn) = (vec![F::zero(); batch * rp], vec![F::zero(); batch * np]);
-        let (mut zr, mut nb) = (vec![F::zero(); batch * 2 * h], vec![F::zero(); batch * h]);
-        let mut rh = vec![F::zero(); batch * h];
-        let one = F::one();
-        for step in 0..t_len {
-            // The recurrent products of this step, for every row (rows already done keep
-            // their state below).
-            let hs = state.as_slice().expect("standard layout");
-            gemm(batch, hs, h, &p.wr, &mut hz, rp, Some(&p.rb));
-            // The rows still stepping, each with the time it is at.
-            let active = (0..batch).filter(|&b| step < lens(b)).map(|b| {
-                let t = if reverse { lens(b) - 1 - step } else { step };
-                (b, t)
-            });
-            for (b, t) in active.clone() {
-                let xr = &xp[(t * batch + b) * gp..];
-                for j in 0..2 * h {
-                    zr[b * 2 * h + j] = self.clip(xr[j] + hz[b * rp + j]);
-                }
-            }
-            self.activate(&self.f, Squash::Sigmoid, &mut zr);
-            for b in 0..batch {
-                for j in 0..h {
-                    rh[b * h + j] = zr[b * 2 * h + h + j] * hs[b * h + j];
-                }
-            }
-            if let Some(wn) = &p.wr_n {
-                gemm(batch, &rh, h, wn, &mut hn, np, Some(&p.rb_n));
-            }
-            for (b, t) in active.clone() {
-                let xr = &xp[(t * batch + b) * gp..];
-                for j in 0..h {
-                    let rec = if self.linear_before_reset {
-                        zr[b * 2 * h + h + j] * hz[b * rp + 2 * h + j]
-                    } else {
-                        hn[b * np + j]
-                    };
-                    nb[b * h + j] = self.clip(xr[2 * h + j] + rec);
-                }
-            }
-            self.activate(&self.g, Squash::Tanh, &mut nb);
-            for (b, t) in active {
-                for j in 0..h {
-                    let (z, n) = (zr[b * 2 * h + j], nb[b * h + j]);
-                    let new = (one - z) * n + z * state[[b, j]];
-                    state[[b, j]] = new;
-                    output[[t, b, j]] = new;
-                }
-            }
-        }
-    }
-
-    /// Applies `act` to every value of `v`: the kernels' vectorised sigmoid or tanh where `act`
-    /// is that function and the CPU has them, the exact function otherwise.
-    fn activate(&self, act: &Activation<F>, kind: Squash, v: &mut [F]) {
-        let vectorised = matches!(
-            (act, kind),
-            (Activation::Sigmoid, Squash::Sigmoid) | (Activation::Tanh, Squash::Tanh)
-        ) && squash(kind, v);
-        if !vectorised {
-            for x in v.iter_mut() {
-                *x = act.apply(*x);
-            }
-        }
-    }
-
-    /// One step's gate activations and new state for every row: `gates [B, 3H]` gets z, r, n.
-    fn step_rows(
-        &self,
-        x: ArrayView2<'_, F>,
-        state: &mut Array2<F>,
-        mut gates: ArrayViewMut2<'_, F>,
-        ws: &mut Workspace<F>,
-    ) {
-        let (batch, input) = x.dim();
-        let h = self.hidden_size();
-        let p = &self.packed;
-        let (gp, rp) = (p.wx.padded_cols(), p.wr.padded_cols());
-        let np = p.wr_n.as_ref().map_or(0, Packed::padded_cols);
-        let contiguous = x.to_slice();
-        let ([xp, hz, hn, rh, zr, nb, xbuf], _, _) = ws.split_reused([
-            batch * gp,
-            batch * rp,
-            batch * np,
-            batch * h,
-            batch * 2 * h,
-            batch * h,
-            if contiguous.is_some() {
-                0
-            } else {
-                batch * input
-            },
-        ]);
-        let xs: &[F] = match contiguous {
-            Some(xs) => xs,
-            None => {
-                lstm_core::copy_rows(x, xbuf);
-                xbuf
-            }
-        };
-        gemm(batch, xs, input, &p.wx, xp, gp, Some(&p.wb));
-        let hs = state.as_slice().expect("standard layout");
-        gemm(batch, hs, h, &p.wr, hz, rp, Some(&p.rb));
-        for b in 0..batch {
-            for j in 0..2 * h {
-                zr[b * 2 * h + j] = self.clip(xp[b * gp + j] + hz[b * rp + j]);
-            }
-        }
-        self.activate(&self.f, Squash::Sigmoid, zr);
-        for b in 0..batch {
-            for j in 0..h {
-                rh[b * h + j] = zr[b * 2 * h + h + j] * hs[b * h + j];
-            }
-        }
-        if let Some(wn) = &p.wr_n {
-            gemm(batch, rh, h, wn, hn, np, Some(&p.rb_n));
-        }
-        for b in 0..batch {
-            for j in 0..h {
-                let rec = if self.linear_before_reset {
-                    zr[b * 2 * h + h + j] * hz[b * rp + 2 * h + j]
-                } else {
-                    hn[b * np + j]
-                };
-                nb[b * h + j] = self.clip(xp[b * gp + 2 * h + j] + rec);
-            }
-        }
-        self.activate(&self.g, Squash::Tanh, nb);
-        let one = F::one();
-        for b in 0..batch {
-            for j in 0..h {
-                let (z, n) = (zr[b * 2 * h + j], nb[b * h + j]);
-                gates[[b, j]] = z;
-                gates[[b, h + j]] = zr[b * 2 * h + h + j];
-                gates[[b, 2 * h + j]] = n;
-                state[[b, j]] = (one - z) * n + z * state[[b, j]];
-            }
-        }
-    }
 }
 
 /// A GRU is a [`RecurrentCell`] whose state is `h` and whose three gate blocks are z, r, n.
@@ -484,7 +311,8 @@ impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
         gates: ArrayViewMut2<'_, F>,
         ws: &mut Workspace<F>,
     ) {
-        self.step_rows(x, &mut state.h, gates, ws);
+        let h = state.h.as_slice_mut().expect("state is standard layout");
+        self.step_rows(x, h, gates, ws);
     }
 
     fn sequence_unchecked(
@@ -500,7 +328,8 @@ impl<F: Scalar> RecurrentCell<F> for GruCell<F> {
             return unroll::stepwise(self, input, state, output, opts, trace, ws);
         }
         let reverse = opts.direction == Direction::Reverse;
-        self.sequence(input, &mut state.h, output, opts.lengths, reverse);
+        let h = state.h.as_slice_mut().expect("state is standard layout");
+        self.sequence(input, h, output, opts.lengths, reverse, ws);
     }
 }
 
@@ -514,5 +343,6 @@ impl<F: Scalar> lstm_core::Variant<F> for GruCell<F> {
     }
 }
 
+mod pass;
 #[cfg(test)]
 mod tests;

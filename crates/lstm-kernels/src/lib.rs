@@ -119,9 +119,39 @@ mod sealed {
         pub h: &'a mut [T],
         pub opts: &'a GateOptions<'a, T>,
     }
+
+    /// The full GRU pass of one row, checked by [`crate::gru_gates`].
+    #[derive(Debug)]
+    pub struct GruGates<'a, T> {
+        pub hidden: usize,
+        pub x: &'a [T],
+        pub rec: &'a mut [T],
+        pub reset_product: Option<&'a [T]>,
+        pub h: &'a mut [T],
+        pub cand: &'a mut [T],
+        pub clip: Option<T>,
+    }
+
+    /// The reset pass of one GRU row, checked by [`crate::gru_reset`].
+    #[derive(Debug)]
+    pub struct GruReset<'a, T> {
+        pub hidden: usize,
+        pub x: &'a [T],
+        pub rec: &'a mut [T],
+        pub h: &'a [T],
+        pub rh: &'a mut [T],
+        pub clip: Option<T>,
+    }
+
+    /// One of the two GRU passes.
+    #[derive(Debug)]
+    pub enum GruPass<'a, T> {
+        Gates(GruGates<'a, T>),
+        Reset(GruReset<'a, T>),
+    }
 }
 
-use sealed::{Checked, GateRow, GemmArgs};
+use sealed::{Checked, GateRow, GemmArgs, GruGates, GruPass, GruReset};
 
 /// The element types the kernels compute in: `f32` and `f64`.
 pub trait Element:
@@ -156,6 +186,11 @@ pub trait Element:
     /// The gate pass at the given level (reachable only through [`lstm_gates`]).
     #[doc(hidden)]
     fn gates_at(level: Level, g: GateRow<'_, Self>, _: Checked) -> bool;
+
+    /// A GRU pass at the given level (reachable only through [`gru_gates`] and
+    /// [`gru_reset`]).
+    #[doc(hidden)]
+    fn gru_at(level: Level, pass: GruPass<'_, Self>, _: Checked) -> bool;
 
     /// The vectorised sigmoid or tanh in place at the given level (reachable only through
     /// [`squash`]); `false`, touching nothing, where there is none.
@@ -228,6 +263,17 @@ impl Element for f32 {
         }
     }
 
+    fn gru_at(level: Level, pass: GruPass<'_, Self>, _: Checked) -> bool {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => x86::gru_f32_avx512(pass),
+            _ => {
+                let _ = pass;
+                false
+            }
+        }
+    }
+
     fn squash_at(level: Level, kind: Squash, v: &mut [Self], _: Checked) -> bool {
         match level {
             #[cfg(target_arch = "x86_64")]
@@ -257,6 +303,10 @@ impl Element for f64 {
     }
 
     fn gates_at(_: Level, _: GateRow<'_, Self>, _: Checked) -> bool {
+        false
+    }
+
+    fn gru_at(_: Level, _: GruPass<'_, Self>, _: Checked) -> bool {
         false
     }
 
@@ -470,6 +520,87 @@ pub fn lstm_gates<T: Element>(
             h,
             opts,
         },
+        Checked(()),
+    )
+}
+
+/// The fused GRU gate pass of one batch row, if a vectorised version exists for this element
+/// type and CPU (`f32` with AVX-512); returns `false`, touching nothing, otherwise.
+///
+/// `x [3H]` holds the input pre-activations `[z | r | n]` (input bias included) and `h [H]` the
+/// state `h_{t-1}`, overwritten with `h_t`; `cand [H]` receives the candidate `n`. Sigmoid
+/// gates and tanh candidate, in the order of the ONNX `GRU` operator:
+///
+/// - without `reset_product`, `rec [3H]` holds the recurrent pre-activations `h W_r + b_r` and
+///   `n = tanh(x_n + r . rec_n)` (`linear_before_reset`, PyTorch's form); `rec`'s first `2H`
+///   values receive the activations z and r;
+/// - with `reset_product [H]` (the product `(r . h) W_n + b_n` of the other form, made after
+///   [`gru_reset`]), `rec [2H]` already holds z and r and `n = tanh(x_n + reset_product)`.
+///
+/// Then `h_t = (1 - z) . n + z . h_{t-1}`. Every pre-activation is clamped to
+/// `[-clip, clip]` first when `clip` is set.
+///
+/// # Panics
+/// When a slice is shorter than the hidden size says.
+pub fn gru_gates<T: Element>(
+    hidden: usize,
+    x: &[T],
+    rec: &mut [T],
+    reset_product: Option<&[T]>,
+    h: &mut [T],
+    cand: &mut [T],
+    clip: Option<T>,
+) -> bool {
+    let rec_len = if reset_product.is_some() { 2 } else { 3 } * hidden;
+    assert!(x.len() >= 3 * hidden && rec.len() >= rec_len);
+    assert!(h.len() >= hidden && cand.len() >= hidden);
+    assert!(reset_product.is_none_or(|p| p.len() >= hidden));
+    T::gru_at(
+        level(),
+        GruPass::Gates(GruGates {
+            hidden,
+            x,
+            rec,
+            reset_product,
+            h,
+            cand,
+            clip,
+        }),
+        Checked(()),
+    )
+}
+
+/// The first GRU pass of one batch row for the form whose reset gate applies before the
+/// candidate's recurrent product (ONNX's default, `linear_before_reset = 0`), if a vectorised
+/// version exists (`f32` with AVX-512); returns `false`, touching nothing, otherwise.
+///
+/// `x [3H]` and `rec [2H]` hold the input and recurrent pre-activations of z and r; `rec`
+/// receives their activations (clamped to `[-clip, clip]` first when `clip` is set) and
+/// `rh [H]` the product `r . h` the candidate's recurrent product reads. Then
+/// [`gru_gates`] with `reset_product`.
+///
+/// # Panics
+/// When a slice is shorter than the hidden size says.
+pub fn gru_reset<T: Element>(
+    hidden: usize,
+    x: &[T],
+    rec: &mut [T],
+    h: &[T],
+    rh: &mut [T],
+    clip: Option<T>,
+) -> bool {
+    assert!(x.len() >= 2 * hidden && rec.len() >= 2 * hidden);
+    assert!(h.len() >= hidden && rh.len() >= hidden);
+    T::gru_at(
+        level(),
+        GruPass::Reset(GruReset {
+            hidden,
+            x,
+            rec,
+            h,
+            rh,
+            clip,
+        }),
         Checked(()),
     )
 }

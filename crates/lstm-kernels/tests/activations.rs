@@ -168,3 +168,79 @@ fn squash_is_the_gate_pass_functions_in_place() {
     }
     assert!(!squash(Squash::Tanh, &mut [0.5f64; 4]));
 }
+
+/// The GRU passes against the formulas, both forms (the reset after the product in one pass;
+/// before it, in two with the product between), with and without clip, for widths that take
+/// both block sizes, whole and masked. `f64` has no vectorised version.
+#[test]
+fn gru_passes_match_the_formulas() {
+    use lstm_kernels::{gru_gates, gru_reset};
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for n in [1usize, 15, 16, 17, 32, 40, 100] {
+        for (after, clip) in [
+            (true, None),
+            (false, None),
+            (true, Some(0.7f32)),
+            (false, Some(2.0)),
+        ] {
+            let x: Vec<f32> = (0..3 * n)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4)
+                .collect();
+            let rec0: Vec<f32> = (0..3 * n)
+                .map(|i| ((i * 11 % 17) as f32 - 8.0) * 0.3)
+                .collect();
+            let h0: Vec<f32> = (0..n).map(|i| (i as f32 - 7.0) * 0.1).collect();
+            // The other form's product, any values: the kernel only adds it.
+            let rp: Vec<f32> = (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.5).collect();
+            let (mut rec, mut h, mut cand, mut rh) =
+                (rec0.clone(), h0.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+            let ran = if after {
+                gru_gates(n, &x, &mut rec, None, &mut h, &mut cand, clip)
+            } else {
+                gru_reset(n, &x, &mut rec[..2 * n], &h0, &mut rh, clip)
+                    && gru_gates(n, &x, &mut rec[..2 * n], Some(&rp), &mut h, &mut cand, clip)
+            };
+            if !ran {
+                assert!(!common::cpu_has(
+                    lstm_kernels::Level::Avx512,
+                    "the GRU passes"
+                ));
+                assert_eq!((&rec, &h), (&rec0, &h0), "touched nothing");
+                return;
+            }
+            for j in 0..n {
+                let cl = |v: f64| clip.map_or(v, |k| v.clamp(-f64::from(k), f64::from(k)));
+                let at = |v: &[f32], k: usize| f64::from(v[k]);
+                let z = sig(cl(at(&x, j) + at(&rec0, j)));
+                let r = sig(cl(at(&x, n + j) + at(&rec0, n + j)));
+                let rec_n = if after {
+                    r * at(&rec0, 2 * n + j)
+                } else {
+                    at(&rp, j)
+                };
+                let c = cl(at(&x, 2 * n + j) + rec_n).tanh();
+                let hv = (1.0 - z) * c + z * at(&h0, j);
+                let mut pairs = vec![(rec[j], z), (rec[n + j], r), (cand[j], c), (h[j], hv)];
+                if !after {
+                    pairs.push((rh[j], r * at(&h0, j)));
+                }
+                for (got, want) in pairs {
+                    assert!(
+                        (f64::from(got) - want).abs() < 1e-6,
+                        "n {n} after {after} clip {clip:?} j {j}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    let mut v = [0.5f64; 6];
+    assert!(!gru_gates(
+        2,
+        &[0.0; 6],
+        &mut v,
+        None,
+        &mut [0.0; 2],
+        &mut [0.0; 2],
+        None
+    ));
+}
