@@ -20,13 +20,16 @@
 //! construction, AVX-512 where the CPU has it, chosen at run time. Custom activations use the
 //! exact scalar gate pass.
 
-use lstm_kernels::{GateOptions, Packed};
+use lstm_kernels::{GateOptions, NR, Packed};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut3, Axis, s};
 
 use crate::{Activation, Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
 mod cell;
+mod product;
 mod units;
+
+use product::GateWeights;
 
 pub use cell::EngineCell;
 pub use lstm_core::check_finite;
@@ -129,12 +132,14 @@ pub struct LstmEngine<F> {
     input: usize,
     hidden: usize,
     output: usize,
-    /// `[I, 4H]` packed.
-    wx: Packed<F>,
-    /// `[R, 4H]` packed.
-    wr: Packed<F>,
-    /// `[4H]`, zero-padded to the packed width.
+    /// `[I, 4H]` packed, with the bias: the blocks the gates read.
+    wx: GateWeights<F>,
+    /// `[R, 4H]` packed: the blocks the gates read.
+    wr: GateWeights<F>,
+    /// `[4H]`, summed.
     bias: Vec<F>,
+    /// Width of a row of pre-activations as the products write it.
+    stride: usize,
     /// `3H`: i, f, o.
     peep: Option<Vec<F>>,
     /// `[H, P]` packed.
@@ -224,12 +229,18 @@ impl<F: Scalar> LstmEngine<F> {
                 format!("must be a non-negative number, got {c}"),
             ));
         }
-        let wx = Packed::from_fn(input, 4 * hidden, |k, n| spec.w_input[[n, k]]);
-        let wr = Packed::from_fn(r, 4 * hidden, |k, n| spec.w_recurrent[[n, k]]);
-        let mut padded = vec![F::zero(); wx.padded_cols()];
-        for (d, &v) in padded.iter_mut().zip(&bias) {
-            *d = v;
-        }
+        let bias = bias.to_vec();
+        // The forget block is not read with `f = 1 - i`, nor the candidate's recurrent block
+        // by a state-gated cell.
+        let f = !spec.gates.input_forget;
+        let wx = GateWeights::new(spec.w_input, [true, f, true, true], Some(&bias));
+        let g_rec = spec.recurrence == Recurrence::Hidden;
+        let wr = GateWeights::new(spec.w_recurrent, [true, f, g_rec, true], None);
+        let stride = (4 * hidden)
+            .div_ceil(NR)
+            .max(wx.row_width().div_ceil(NR))
+            .max(wr.row_width().div_ceil(NR))
+            * NR;
         let g = &spec.gates;
         Ok(Self {
             input,
@@ -237,7 +248,8 @@ impl<F: Scalar> LstmEngine<F> {
             output,
             wx,
             wr,
-            bias: padded,
+            bias,
+            stride,
             peep: spec.peephole.map(|p| p.iter().copied().collect()),
             proj: spec
                 .projection
@@ -251,12 +263,15 @@ impl<F: Scalar> LstmEngine<F> {
         })
     }
 
-    /// Input weights `[4H, I]` as given (unpacked into a new array).
+    /// Input weights `[4H, I]` as given (unpacked into a new array). With `f = 1 - i`
+    /// ([`GateConfig::input_forget`]) the forget block reads zero: it is never used, so it is
+    /// not stored.
     pub fn w_input(&self) -> Array2<F> {
         Array2::from_shape_fn((4 * self.hidden, self.input), |(n, k)| self.wx.get(k, n))
     }
 
-    /// Recurrent weights `[4H, R]` as given (unpacked into a new array).
+    /// Recurrent weights `[4H, R]` as given (unpacked into a new array); as for
+    /// [`Self::w_input`], the forget block reads zero with `f = 1 - i`.
     pub fn w_recurrent(&self) -> Array2<F> {
         Array2::from_shape_fn((4 * self.hidden, self.wr.rows()), |(n, k)| {
             self.wr.get(k, n)
@@ -278,7 +293,7 @@ impl<F: Scalar> LstmEngine<F> {
 
     /// The summed bias `[4H]`.
     pub fn bias(&self) -> ArrayView1<'_, F> {
-        ArrayView1::from(&self.bias[..4 * self.hidden])
+        ArrayView1::from(&self.bias[..])
     }
 
     /// Peepholes `[3, H]` (i, f, o).
@@ -296,9 +311,10 @@ impl<F: Scalar> LstmEngine<F> {
     }
 
     /// Width of a row of pre-activations as the products write it: `4H` rounded up to whole
-    /// panels of [`lstm_kernels::NR`] columns.
+    /// panels of [`lstm_kernels::NR`] columns (or past them, when a product skips blocks and
+    /// the last block's padding reaches further).
     pub fn gate_stride(&self) -> usize {
-        self.bias.len()
+        self.stride
     }
 
     /// Gate configuration.
@@ -340,8 +356,8 @@ impl<F: Scalar> LstmEngine<F> {
         let cs = cv.as_slice_mut().expect("state is standard layout");
         match self.recurrence {
             _ if zero_input => {}
-            Recurrence::Hidden => lstm_kernels::gemm(b, hs, self.output, &self.wr, z, ldz, None),
-            Recurrence::Cell => lstm_kernels::gemm(b, cs, h, &self.wr, z, ldz, None),
+            Recurrence::Hidden => self.wr.apply(b, hs, self.output, z, ldz, false),
+            Recurrence::Cell => self.wr.apply(b, cs, h, z, ldz, false),
         }
         let proj_w = self.proj.as_ref().map_or(0, Packed::padded_cols);
         let ([full, projected], _, _) =
@@ -385,15 +401,8 @@ impl<F: Scalar> LstmEngine<F> {
             ws.split_reused([chunk * per_step, chunk_copy_len(input, chunk)]);
         let mut zero_input = self.recurrent_input_is_zero(state);
         for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
-            lstm_kernels::gemm(
-                steps.len() * b,
-                xs,
-                i,
-                &self.wx,
-                pre,
-                self.gate_stride(),
-                Some(&self.bias),
-            );
+            self.wx
+                .apply(steps.len() * b, xs, i, pre, self.gate_stride(), true);
             for tt in reading_order(direction, steps.clone()) {
                 self.update(
                     &mut pre[(tt - steps.start) * per_step..],

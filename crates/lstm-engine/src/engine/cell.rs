@@ -178,10 +178,10 @@ impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
         };
         if direct {
             let z = gates.as_slice_mut().expect("standard layout");
-            lstm_kernels::gemm(b, xs, i, &e.wx, z, gp, Some(&e.bias));
+            e.wx.apply(b, xs, i, z, gp, true);
             e.update(z, gp, state, false, ws);
         } else {
-            lstm_kernels::gemm(b, xs, i, &e.wx, zbuf, gp, Some(&e.bias));
+            e.wx.apply(b, xs, i, zbuf, gp, true);
             e.update(zbuf, gp, state, false, ws);
             for (row, mut dst) in gates.rows_mut().into_iter().enumerate() {
                 for (d, &v) in dst.iter_mut().zip(&zbuf[row * gp..row * gp + g4]) {
@@ -247,7 +247,7 @@ impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
             }
         };
         // The input projection of every step at once: `pre[row] = x[row] W_x + bias`.
-        lstm_kernels::gemm(t * b, xs, i, &e.wx, pre, gp, Some(&e.bias));
+        e.wx.apply(t * b, xs, i, pre, gp, true);
         let row_of = |tt: usize, bb: usize| {
             if is_batch_major {
                 bb * t + tt

@@ -72,7 +72,11 @@ impl<F: Scalar> LstmEngine<F> {
     /// [`UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS`].
     pub fn unit_split_threads(&self, threads: usize, batch: usize) -> usize {
         let (h, p) = (self.hidden, self.output);
-        if self.proj.is_some() || self.recurrence != Recurrence::Hidden {
+        if self.proj.is_some()
+            || self.recurrence != Recurrence::Hidden
+            || self.wx.whole().is_none()
+            || self.wr.whole().is_none()
+        {
             return 0;
         }
         let weights = 4 * h * p * size_of::<F>();
@@ -227,6 +231,10 @@ impl<F: Scalar> LstmEngine<F> {
         ws: &mut Workspace<F>,
     ) {
         let _fail = FailOnPanic(&shared.barrier.poisoned);
+        // `unit_split_threads` split only engines whose blocks are packed side by side.
+        let (Some((wx, _)), Some((wr, _))) = (self.wx.whole(), self.wr.whole()) else {
+            unreachable!("the unit split runs only on engines that keep every block")
+        };
         let (_, b, i) = input.dim();
         let (h, chunk) = (self.hidden, shared.chunk);
         let (u, w) = (shared.units, 4 * shared.units);
@@ -270,12 +278,12 @@ impl<F: Scalar> LstmEngine<F> {
                         stride: h / NR,
                     };
                     if *done != chunks {
-                        lstm_kernels::gemm_rows(&x, &self.wx, sel, pre, w, Some(bias));
+                        lstm_kernels::gemm_rows(&x, wx, sel, pre, w, Some(bias));
                         *done = chunks;
                     }
                     let z = &mut pre[(tt - steps.start) * b * w..][..b * w];
                     if let Some(hp) = &hp {
-                        lstm_kernels::gemm_rows(hp, &self.wr, sel, z, w, None);
+                        lstm_kernels::gemm_rows(hp, wr, sel, z, w, None);
                     }
                     let opts = self.gate_options(self.peep.as_ref().map(|_| &**peep));
                     let mut next = shared.h[s][1 - cur]
