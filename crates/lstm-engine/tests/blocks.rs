@@ -104,16 +104,18 @@ fn check<F: lstm_core::Scalar>(tol: f64) {
                     assert!(d <= tol, "{what}, {path}: {} vs {w}", g.f64());
                 }
             };
-            let chunked = e.unroll(xf.view(), None, &SeqOptions::default()).unwrap();
+            let chunked = e
+                .unroll(xf.view(), None, &SeqOptions::default())
+                .expect("valid shapes");
             close(&chunked.output, &want, "chunked sequence");
             let traced = e
                 .unroll(xf.view(), None, &SeqOptions::default().traced())
-                .unwrap();
+                .expect("valid shapes");
             close(&traced.output, &want, "traced sequence");
             let lens = [t, t - 2, 1];
             let masked = e
                 .unroll(xf.view(), None, &SeqOptions::default().lengths(&lens))
-                .unwrap();
+                .expect("valid shapes");
             for (row, &len) in lens.iter().enumerate() {
                 let got = masked.output.slice(s![..len, row..=row, ..]).to_owned();
                 let w = want.slice(s![..len, row..=row, ..]).to_owned();
@@ -125,7 +127,7 @@ fn check<F: lstm_core::Scalar>(tol: f64) {
             for tt in 0..t {
                 let xt = xf.slice(s![tt, .., ..]);
                 e.step_into(xt, &mut state, gates.view_mut(), &mut ws)
-                    .unwrap();
+                    .expect("valid shapes");
             }
             let last = state
                 .h()
