@@ -1,4 +1,5 @@
-//! Criterion benchmarks: every variant (and the plain baseline) on the canonical workloads.
+//! Criterion benchmarks: every registered variant (and the plain baseline) on the canonical
+//! workloads.
 //!
 //! `stream` measures one step with the state carried (throughput: steps); the others measure one
 //! whole sequence batch through `unroll_into` with reused buffers (throughput: batch x steps
@@ -8,11 +9,15 @@
 //! split the hidden units) and one long sequence of a larger model (which one thread would run
 //! alone).
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lstm_benches::{PLAIN, cell, variants};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
+use lstm_benches::variants::{self, Visit};
+use lstm_benches::{PLAIN, plain};
 use lstm_concat::ConcatCell;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{RecurrentCell, SeqOptions, Trace, Workspace};
+use lstm_core::{RecurrentCell, SeqOptions, Trace, Variant, Workspace};
 use lstm_engine::{init::SplitMix64, threads, workload::Workload};
 use lstm_layers::StackOptions;
 use std::hint::black_box;
@@ -24,43 +29,63 @@ fn bench(c: &mut Criterion, w: Workload) {
         group.sample_size(10);
     }
     let mut rng = SplitMix64::new(1);
-    for variant in variants() {
-        if variant == PLAIN && w.batch > 1 {
-            continue;
-        }
-        let Ok(cell) = cell(variant, &w) else {
-            continue;
-        };
-        let mut ws = Workspace::new();
-        if w.name == "stream" {
-            let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
-            let mut gates = Array2::zeros((1, 4 * w.hidden));
-            let mut state = cell.zero_state(1);
-            group.bench_function(BenchmarkId::new("step", variant), |b| {
-                b.iter(|| {
-                    cell.step_into(black_box(x.view()), &mut state, gates.view_mut(), &mut ws)
-                })
-            });
-        } else {
-            let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
-            let mut out = Array3::zeros((w.steps, w.batch, cell.output_size()));
-            let opts = SeqOptions::default();
-            group.bench_function(BenchmarkId::new("unroll", variant), |b| {
-                b.iter(|| {
-                    let mut st = cell.zero_state(w.batch);
-                    cell.unroll_into(
-                        black_box(x.view()),
-                        &mut st,
-                        out.view_mut(),
-                        &opts,
-                        None::<&mut Trace<f32>>,
-                        &mut ws,
-                    )
-                })
-            });
+    struct Each<'a, 'g> {
+        group: &'a mut BenchmarkGroup<'g, WallTime>,
+        w: Workload,
+        rng: &'a mut SplitMix64,
+    }
+    impl Visit for Each<'_, '_> {
+        fn visit<C: Variant<f32> + Sync + 'static>(&mut self) {
+            if let Ok(cell) = C::seeded(self.w.input, self.w.hidden, 7) {
+                bench_cell(self.group, &self.w, C::NAME, &cell, self.rng);
+            }
         }
     }
+    variants::each(&mut Each {
+        group: &mut group,
+        w,
+        rng: &mut rng,
+    });
+    if w.batch == 1 {
+        bench_cell(&mut group, &w, PLAIN, &plain(&w), &mut rng);
+    }
     group.finish();
+}
+
+/// One cell on one workload: a step with the state carried (stream) or a whole sequence.
+fn bench_cell<C: RecurrentCell<f32>>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    w: &Workload,
+    name: &str,
+    cell: &C,
+    rng: &mut SplitMix64,
+) {
+    let mut ws = Workspace::new();
+    if w.name == "stream" {
+        let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
+        let mut gates = Array2::zeros((1, cell.gate_count() * w.hidden));
+        let mut state = cell.zero_state(1);
+        group.bench_function(BenchmarkId::new("step", name), |b| {
+            b.iter(|| cell.step_into(black_box(x.view()), &mut state, gates.view_mut(), &mut ws))
+        });
+    } else {
+        let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+        let mut out = Array3::zeros((w.steps, w.batch, cell.output_size()));
+        let opts = SeqOptions::default();
+        group.bench_function(BenchmarkId::new("unroll", name), |b| {
+            b.iter(|| {
+                let mut st = cell.zero_state(w.batch);
+                cell.unroll_into(
+                    black_box(x.view()),
+                    &mut st,
+                    out.view_mut(),
+                    &opts,
+                    None::<&mut Trace<f32>>,
+                    &mut ws,
+                )
+            })
+        });
+    }
 }
 
 /// The layer stack: one bidirectional layer (twice the work of a cell), on 1 and 2 threads

@@ -11,16 +11,13 @@ use lstm_engine::threads;
 use lstm_engine::workload::Workload;
 use lstm_layers::{LstmStack, StackOptions};
 
+use lstm_cli::variants::{self, Visit};
+
 use crate::{CliError, CliResult};
 
 /// The names of the registered cells, then `layers`.
 fn variants() -> Vec<&'static str> {
-    macro_rules! names {
-        ($($t:ty),* $(,)?) => {
-            vec![$(<$t as Variant<f32>>::NAME),*]
-        };
-    }
-    let mut v = registered!(names);
+    let mut v: Vec<_> = variants::names().into_iter().map(|(n, _)| n).collect();
     v.push(LAYERS);
     v
 }
@@ -30,16 +27,10 @@ const LAYERS: &str = "layers";
 
 /// The help of `lstm bench`, with every registered variant.
 pub fn help() -> String {
-    macro_rules! lines {
-        ($($t:ty),* $(,)?) => {
-            [$(format!(
-                "            {:<12} {}\n",
-                <$t as Variant<f32>>::NAME,
-                <$t as Variant<f32>>::ABOUT
-            )),*]
-            .concat()
-        };
-    }
+    let lines: String = variants::names()
+        .into_iter()
+        .map(|(name, about)| format!("            {name:<12} {about}\n"))
+        .collect();
     format!(
         "    lstm bench [--workload stream|seq-small|batch-mid|batch-large] [--variant NAME]
                [--threads N] [--format json]
@@ -48,7 +39,7 @@ pub fn help() -> String {
         variant:
 {}            {LAYERS:<12} one bidirectional LSTM layer of the stack
 ",
-        registered!(lines)
+        lines
     )
 }
 
@@ -111,17 +102,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times `variant` on `w`: median seconds per unit (step for stream, run otherwise) and the
 /// multiply-adds of one unit.
 fn measure(variant: &str, w: &Workload, threads: usize) -> CliResult<(f64, f64)> {
-    macro_rules! by_name {
-        ($($t:ty),* $(,)?) => {
-            $(
-                if variant == <$t as Variant<f32>>::NAME {
-                    let cell = <$t as Variant<f32>>::seeded(w.input, w.hidden, 42)?;
-                    return measure_cell(&cell, w, threads);
-                }
-            )*
-        };
+    struct Measure<'a> {
+        variant: &'a str,
+        w: &'a Workload,
+        threads: usize,
+        result: Option<CliResult<(f64, f64)>>,
     }
-    registered!(by_name);
+    impl Visit for Measure<'_> {
+        fn visit<C: Variant<f32> + Sync + 'static>(&mut self) {
+            if self.result.is_none() && self.variant == C::NAME {
+                let w = self.w;
+                self.result = Some(
+                    C::seeded(w.input, w.hidden, 42)
+                        .map_err(CliError::from)
+                        .and_then(|cell| measure_cell(&cell, w, self.threads)),
+                );
+            }
+        }
+    }
+    let mut m = Measure {
+        variant,
+        w,
+        threads,
+        result: None,
+    };
+    variants::each(&mut m);
+    if let Some(result) = m.result {
+        return result;
+    }
     let stack = LstmStack::random(w.input, w.hidden, 1, 2, &mut SplitMix64::new(42))?;
     let mut rng = SplitMix64::new(1);
     let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);

@@ -28,9 +28,6 @@ macro_rules! outln {
     };
 }
 
-#[macro_use]
-mod variants;
-
 mod bench;
 mod demo;
 mod graph;

@@ -92,6 +92,12 @@ macro_rules! engine_cell {
                 )
             }
 
+            fn step_work(&self) -> usize {
+                <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::step_work(
+                    $crate::EngineCell::engine(self),
+                )
+            }
+
             fn step_unchecked(
                 &self,
                 x: $crate::lstm_core::ndarray::ArrayView2<'_, F>,
@@ -140,6 +146,15 @@ impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
 
     fn gate_count(&self) -> usize {
         4
+    }
+
+    /// The multiply-adds of the gate products of one step of one row, counting only the
+    /// blocks the cell reads (see [`crate::GateConfig::input_forget`] and
+    /// [`crate::Recurrence::Cell`]).
+    fn step_work(&self) -> usize {
+        let h = self.hidden;
+        let x = self.wx.kept() * h * self.input;
+        x.saturating_add(self.wr.kept() * h * self.wr.rows())
     }
 
     fn input_size(&self) -> usize {

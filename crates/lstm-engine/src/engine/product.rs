@@ -83,6 +83,11 @@ impl<F: Scalar> GateWeights<F> {
         }
     }
 
+    /// How many of the four gate blocks are computed.
+    pub(crate) fn kept(&self) -> usize {
+        self.blocks.iter().flatten().count()
+    }
+
     /// `K`, the rows of the packed matrix.
     pub(crate) fn rows(&self) -> usize {
         self.packed.rows()
