@@ -75,6 +75,19 @@ impl<F: Scalar> EngineCell for ConcatCell<F> {
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }
+
+    /// `w [4H, H + I]` (the recurrent columns first, as the cell takes them) and `b [4H]`.
+    fn grad_tensors(
+        &self,
+        g: &lstm_engine::EngineGrad<F>,
+    ) -> Vec<(&'static str, lstm_core::ndarray::ArrayD<F>)> {
+        let w = lstm_core::ndarray::concatenate(
+            lstm_core::ndarray::Axis(1),
+            &[g.w_recurrent.view(), g.w_input.view()],
+        )
+        .expect("both have 4H rows");
+        vec![("w", w.into_dyn()), ("b", g.bias.clone().into_dyn())]
+    }
 }
 
 lstm_engine::engine_cell!(

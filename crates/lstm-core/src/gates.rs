@@ -105,6 +105,65 @@ pub enum Activation<F> {
 }
 
 impl<F: Scalar> Activation<F> {
+    /// The derivative at `x`. At a kink (Relu's and LeakyRelu's 0, ThresholdedRelu's `alpha`,
+    /// HardSigmoid's ends) it takes PyTorch's side: the value of the branch [`apply`](Self::apply)
+    /// takes there, so Relu'(0) = 0 and LeakyRelu'(0) = 1.
+    pub fn derivative(&self, x: F) -> F {
+        let (zero, one) = (F::zero(), F::one());
+        match *self {
+            Activation::Sigmoid => {
+                let s = sigmoid(x);
+                s * (one - s)
+            }
+            Activation::Tanh => {
+                let t = x.tanh();
+                one - t * t
+            }
+            Activation::Relu => {
+                if x > zero {
+                    one
+                } else {
+                    zero
+                }
+            }
+            Activation::Affine { alpha, .. } => alpha,
+            Activation::LeakyRelu { alpha } => {
+                if x >= zero {
+                    one
+                } else {
+                    alpha
+                }
+            }
+            Activation::ThresholdedRelu { alpha } => {
+                if x > alpha {
+                    one
+                } else {
+                    zero
+                }
+            }
+            Activation::ScaledTanh { alpha, beta } => {
+                let t = (beta * x).tanh();
+                alpha * beta * (one - t * t)
+            }
+            Activation::HardSigmoid { alpha, beta } => {
+                let y = alpha * x + beta;
+                if y > zero && y < one { alpha } else { zero }
+            }
+            Activation::Elu { alpha } => {
+                if x >= zero {
+                    one
+                } else {
+                    alpha * x.exp()
+                }
+            }
+            Activation::Softsign => {
+                let d = one + x.abs();
+                one / (d * d)
+            }
+            Activation::Softplus => sigmoid(x),
+        }
+    }
+
     /// Applies the function.
     #[inline]
     pub fn apply(&self, x: F) -> F {

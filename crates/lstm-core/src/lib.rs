@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+pub mod backward;
 mod cell;
 mod error;
 pub mod gates;
@@ -13,6 +14,7 @@ mod workspace;
 #[cfg(feature = "dev")]
 pub mod dev;
 
+pub use backward::{Backward, Gradients};
 pub use cell::{Direction, Layout, RecurrentCell, SeqOptions, Trace, Unrolled};
 pub use error::{LstmError, Result, check_finite, check_shape, fmt_shape};
 pub use gates::{Activation, Gate, sigmoid};

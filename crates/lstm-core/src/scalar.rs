@@ -19,6 +19,9 @@ pub trait Scalar:
     + Sync
     + 'static
     + lstm_kernels::Element
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
 {
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;

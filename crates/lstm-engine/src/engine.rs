@@ -25,6 +25,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut3,
 
 use crate::{Activation, Direction, LstmError, LstmState, Result, Scalar, Workspace};
 
+mod backward;
 mod cell;
 mod chunks;
 mod product;
@@ -34,6 +35,7 @@ pub use chunks::CHUNK;
 use chunks::{chunk_copy_len, for_each_chunk, reading_order};
 use product::GateWeights;
 
+pub use backward::{EngineGrad, engine_tensors};
 pub use cell::EngineCell;
 pub use lstm_core::check_finite;
 pub use units::{
@@ -152,6 +154,8 @@ pub struct LstmEngine<F> {
     gates: GateConfig<F>,
     /// Sigmoid gates and tanh candidate and output: the vectorised gate pass applies.
     standard: bool,
+    /// The weights in their given layout, made on the first backward step.
+    unpacked: std::sync::OnceLock<backward::Unpacked<F>>,
 }
 
 impl<F: Scalar> LstmEngine<F> {
@@ -215,7 +219,7 @@ impl<F: Scalar> LstmEngine<F> {
         for (k, b) in spec.biases.iter().enumerate() {
             crate::check_shape("bias", b.shape(), &[4 * hidden])?;
             check_finite(&format!("bias {k}"), b.iter())?;
-            bias.zip_mut_with(b, |a, &v| *a = *a + v);
+            bias.zip_mut_with(b, |a, &v| *a += v);
         }
         if let Some(p) = spec.peephole {
             crate::check_shape("peephole weights", p.shape(), &[3, hidden])?;
@@ -263,6 +267,7 @@ impl<F: Scalar> LstmEngine<F> {
                 && g.g == Activation::Tanh
                 && g.h == Activation::Tanh,
             gates: spec.gates,
+            unpacked: std::sync::OnceLock::new(),
         })
     }
 

@@ -8,7 +8,7 @@ pub mod threads;
 pub mod workload;
 
 pub use engine::{
-    EngineCell, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence,
+    EngineCell, EngineGrad, EngineSpec, GateConfig, LstmEngine, OutputMode, Recurrence,
     UNIT_SPLIT_FEW_ROWS_MIN_WEIGHTS, UNIT_SPLIT_MAX_ROWS, UNIT_SPLIT_MIN_STEP_WORK,
     UNIT_SPLIT_MIN_WEIGHTS,
 };

@@ -79,6 +79,8 @@ pub struct GruCell<F> {
     pub g: Activation<F>,
     /// Clamp every pre-activation to `[-clip, clip]`.
     pub clip: Option<F>,
+    /// `W` and `R` in their given layout, made on the first backward step.
+    unpacked: std::sync::OnceLock<(Array2<F>, Array2<F>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +168,7 @@ impl<F: Scalar> GruCell<F> {
             f: Activation::Sigmoid,
             g: Activation::Tanh,
             clip: None,
+            unpacked: std::sync::OnceLock::new(),
         })
     }
 
@@ -343,6 +346,9 @@ impl<F: Scalar> lstm_core::Variant<F> for GruCell<F> {
     }
 }
 
+mod backward;
 mod pass;
+
+pub use backward::GruGrad;
 #[cfg(test)]
 mod tests;

@@ -179,6 +179,27 @@ impl<F: Scalar> EngineCell for StateGatedCell<F> {
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }
+
+    /// `w [4H, I]`, `u [3H, H]` (i, f, o) and `b [4H]`.
+    fn grad_tensors(
+        &self,
+        g: &lstm_engine::EngineGrad<F>,
+    ) -> Vec<(&'static str, lstm_core::ndarray::ArrayD<F>)> {
+        let h = g.w_recurrent.ncols();
+        let u = lstm_core::ndarray::concatenate(
+            lstm_core::ndarray::Axis(0),
+            &[
+                g.w_recurrent.slice(s![..2 * h, ..]),
+                g.w_recurrent.slice(s![3 * h.., ..]),
+            ],
+        )
+        .expect("both have H columns");
+        vec![
+            ("w", g.w_input.clone().into_dyn()),
+            ("u", u.into_dyn()),
+            ("b", g.bias.clone().into_dyn()),
+        ]
+    }
 }
 
 lstm_engine::engine_cell!(
@@ -192,6 +213,24 @@ impl<F: Scalar> EngineCell for PeepholeCell<F> {
 
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
+    }
+
+    /// `w [4H, I]`, `u [4H, H]`, `b [4H]` and `p [3, H]`.
+    fn grad_tensors(
+        &self,
+        g: &lstm_engine::EngineGrad<F>,
+    ) -> Vec<(&'static str, lstm_core::ndarray::ArrayD<F>)> {
+        let h = g.w_recurrent.ncols();
+        let p = g
+            .peephole
+            .clone()
+            .unwrap_or_else(|| lstm_core::ndarray::Array2::zeros((3, h)));
+        vec![
+            ("w", g.w_input.clone().into_dyn()),
+            ("u", g.w_recurrent.clone().into_dyn()),
+            ("b", g.bias.clone().into_dyn()),
+            ("p", p.into_dyn()),
+        ]
     }
 }
 

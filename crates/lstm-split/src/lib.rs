@@ -139,6 +139,25 @@ impl<F: Scalar> EngineCell for SplitCell<F> {
     fn engine(&self) -> &LstmEngine<F> {
         &self.engine
     }
+
+    /// `w [4H, I]`, `u [4H, H]`, then `b_w` and `b_u` (`[4H]`, the same gradient: they are
+    /// summed) for the biases the cell has.
+    fn grad_tensors(
+        &self,
+        g: &lstm_engine::EngineGrad<F>,
+    ) -> Vec<(&'static str, lstm_core::ndarray::ArrayD<F>)> {
+        let mut out = vec![
+            ("w", g.w_input.clone().into_dyn()),
+            ("u", g.w_recurrent.clone().into_dyn()),
+        ];
+        if self.b_w.is_some() {
+            out.push(("b_w", g.bias.clone().into_dyn()));
+        }
+        if self.b_u.is_some() {
+            out.push(("b_u", g.bias.clone().into_dyn()));
+        }
+        out
+    }
 }
 
 lstm_engine::engine_cell!(

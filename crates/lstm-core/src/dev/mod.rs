@@ -100,7 +100,7 @@ pub fn state_rows(s: &[Array2<f64>], rows: std::ops::Range<usize>) -> Vec<Array2
 /// A cell variant as the suite sees it. Its cells have `P = H`.
 pub trait CellFamily {
     /// The cell type at each precision.
-    type Cell<F: Scalar>: RecurrentCell<F>;
+    type Cell<F: Scalar>: RecurrentCell<F> + crate::Backward<F>;
 
     /// The range of each gate block's activations, in the cell's order.
     const GATE_RANGES: &'static [(f64, f64)] = &[(0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0)];
@@ -346,11 +346,13 @@ fn fail(e: LstmError) -> TestCaseError {
 
 mod bounds;
 mod case;
+mod grads;
 mod paths;
 mod plain;
 
 pub use bounds::*;
 pub use case::*;
+pub use grads::*;
 pub use paths::*;
 pub use plain::PlainCell;
 
@@ -379,6 +381,8 @@ macro_rules! cell_suite {
             lengths_truncate => check_lengths_truncate,
             errors => check_errors,
             non_finite_inputs => check_non_finite_inputs,
+            gradients_match_finite_differences => check_gradients_match_finite_differences,
+            f32_gradients_close_to_f64 => check_f32_gradients_close_to_f64,
         );
     };
     (@tests $family:ty; $($name:ident => $check:ident),* $(,)?) => {

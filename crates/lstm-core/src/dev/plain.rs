@@ -42,10 +42,10 @@ impl<F: Scalar> RecurrentCell<F> for PlainCell<F> {
             for r in 0..4 * n {
                 let mut z = self.b[r];
                 for k in 0..x.ncols() {
-                    z = z + self.w[[r, k]] * x[[b, k]];
+                    z += self.w[[r, k]] * x[[b, k]];
                 }
                 for k in 0..n {
-                    z = z + self.u[[r, k]] * h[[b, k]];
+                    z += self.u[[r, k]] * h[[b, k]];
                 }
                 gates[[b, r]] = if r / n == 2 {
                     z.tanh()

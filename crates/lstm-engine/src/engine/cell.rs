@@ -3,7 +3,9 @@
 
 use lstm_core::ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 
-use super::LstmEngine;
+use lstm_core::ndarray::ArrayD;
+
+use super::{EngineGrad, LstmEngine};
 use crate::unroll::{self, INACTIVE};
 use crate::{Direction, LstmState, RecurrentCell, Result, Scalar, SeqOptions, Trace, Workspace};
 
@@ -15,6 +17,16 @@ pub trait EngineCell {
 
     /// The engine.
     fn engine(&self) -> &LstmEngine<Self::Elem>;
+
+    /// The engine's gradient as the cell's own parameters, in the order and shapes its
+    /// constructor takes them ([`lstm_core::Backward::grad_tensors`]); by default the engine's
+    /// layout ([`engine_tensors`](crate::engine::engine_tensors)).
+    fn grad_tensors(
+        &self,
+        grad: &EngineGrad<Self::Elem>,
+    ) -> Vec<(&'static str, ArrayD<Self::Elem>)> {
+        super::engine_tensors(grad)
+    }
 }
 
 impl<F: Scalar> EngineCell for LstmEngine<F> {
@@ -136,6 +148,35 @@ macro_rules! engine_cell {
                 <$crate::LstmEngine<F> as $crate::lstm_core::RecurrentCell<F>>::sequence_unchecked(
                     $crate::EngineCell::engine(self),
                     input, state, output, opts, trace, ws)
+            }
+        }
+
+        impl<F: $crate::lstm_core::Scalar> $crate::lstm_core::Backward<F> for $cell<F> {
+            type Grad = $crate::EngineGrad<F>;
+
+            fn zero_grad(&self) -> $crate::EngineGrad<F> {
+                $crate::EngineCell::engine(self).zero_grad()
+            }
+
+            fn step_backward_unchecked(
+                &self,
+                x: $crate::lstm_core::ndarray::ArrayView2<'_, F>,
+                prev: &$crate::lstm_core::LstmState<F>,
+                d: &mut $crate::lstm_core::LstmState<F>,
+                dx: $crate::lstm_core::ndarray::ArrayViewMut2<'_, F>,
+                grad: &mut $crate::EngineGrad<F>,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) {
+                <$crate::LstmEngine<F> as $crate::lstm_core::Backward<F>>::step_backward_unchecked(
+                    $crate::EngineCell::engine(self),
+                    x, prev, d, dx, grad, ws)
+            }
+
+            fn grad_tensors(
+                &self,
+                grad: &$crate::EngineGrad<F>,
+            ) -> Vec<(&'static str, $crate::lstm_core::ndarray::ArrayD<F>)> {
+                $crate::EngineCell::grad_tensors(self, grad)
             }
         }
     };
@@ -299,5 +340,29 @@ impl<F: Scalar> RecurrentCell<F> for LstmEngine<F> {
                 }
             },
         );
+    }
+}
+
+impl<F: Scalar> lstm_core::Backward<F> for LstmEngine<F> {
+    type Grad = EngineGrad<F>;
+
+    fn zero_grad(&self) -> EngineGrad<F> {
+        LstmEngine::zero_grad(self)
+    }
+
+    fn step_backward_unchecked(
+        &self,
+        x: ArrayView2<'_, F>,
+        prev: &LstmState<F>,
+        d: &mut LstmState<F>,
+        dx: ArrayViewMut2<'_, F>,
+        grad: &mut EngineGrad<F>,
+        _ws: &mut Workspace<F>,
+    ) {
+        self.step_backward_rows(x, prev, d, dx, grad);
+    }
+
+    fn grad_tensors(&self, grad: &EngineGrad<F>) -> Vec<(&'static str, ArrayD<F>)> {
+        EngineCell::grad_tensors(self, grad)
     }
 }

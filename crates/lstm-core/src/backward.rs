@@ -1,0 +1,212 @@
+//! Gradients: the vector-Jacobian product of one step ([`Backward`]) and backpropagation
+//! through time on top of it ([`backward`]), for any cell.
+//!
+//! The loss is given by its gradients with respect to what a forward run returns: `d_output`
+//! for every step's output (the same shape and layout as the output) and, optionally,
+//! `d_final` for the final state. [`backward`] returns the gradients with respect to the
+//! input, the initial state and the cell's parameters. Padded steps (past a sample's length)
+//! get no gradient: their outputs are zero whatever the parameters, and the final state of a
+//! sample is the one after its last valid step.
+
+use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
+
+use crate::unroll::{self, INACTIVE};
+use crate::{CellState, Direction, Layout, RecurrentCell, Result, Scalar, SeqOptions, Workspace};
+
+/// A cell that can be differentiated: the vector-Jacobian product of one step.
+///
+/// The generic [`backward`] runs backpropagation through time for any such cell; the shared
+/// suite checks every implementation against finite differences.
+pub trait Backward<F: Scalar>: RecurrentCell<F> {
+    /// The gradient of the cell's parameters, in the layout the cell computes it.
+    type Grad: Clone + std::fmt::Debug + Send;
+
+    /// A zero gradient for this cell's parameters.
+    fn zero_grad(&self) -> Self::Grad;
+
+    /// The step's vector-Jacobian product for `B` rows, shapes trusted: with `x [B, I]` the
+    /// step's input and `prev` the state before it, and `d` on entry the gradient of the loss
+    /// with respect to the state after it (every part), this leaves in `d` the gradient with
+    /// respect to `prev`, writes the gradient with respect to `x` to `dx [B, I]` and adds the
+    /// gradient with respect to the parameters to `grad`.
+    #[allow(clippy::too_many_arguments)]
+    fn step_backward_unchecked(
+        &self,
+        x: ArrayView2<'_, F>,
+        prev: &Self::State,
+        d: &mut Self::State,
+        dx: ArrayViewMut2<'_, F>,
+        grad: &mut Self::Grad,
+        ws: &mut Workspace<F>,
+    );
+
+    /// The gradient as the cell's own parameters, in the order and shapes its constructor
+    /// takes them, each with its name.
+    fn grad_tensors(&self, grad: &Self::Grad) -> Vec<(&'static str, ArrayD<F>)>;
+}
+
+/// What [`backward`] returns.
+#[derive(Clone, Debug)]
+pub struct Gradients<F, S, G> {
+    /// The gradient with respect to the input, in its shape and layout.
+    pub input: Array3<F>,
+    /// The gradient with respect to the initial state (the zero state when none was given).
+    pub initial: S,
+    /// The gradient with respect to the cell's parameters.
+    pub params: G,
+}
+
+/// Backpropagation through time: the gradients of a loss with respect to the input, the initial
+/// state and the parameters of a run of `cell` over `input` with `opts` (layout, direction,
+/// lengths; tracing is ignored), given the loss's gradients `d_output` (the output's shape and
+/// layout) and `d_final` (zero when `None`). See the [module docs](self).
+///
+/// It steps the sequence forward once, keeping each step's state, then runs the steps' products
+/// ([`Backward::step_backward_unchecked`]) from the last to the first.
+///
+/// # Errors
+/// [`LstmError::Shape`](crate::LstmError::Shape) when the input, the initial state,
+/// `d_output` or `d_final` do not fit the cell and each other, and
+/// [`LstmError::Invalid`](crate::LstmError::Invalid) for lengths that do not fit.
+pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    initial: Option<&C::State>,
+    opts: &SeqOptions<'_>,
+    d_output: ArrayView3<'_, F>,
+    d_final: Option<&C::State>,
+) -> Result<Gradients<F, C::State, C::Grad>> {
+    let (t_len, batch) = unroll::dims(input.shape(), opts.layout);
+    let (p, h) = (cell.output_size(), cell.hidden_size());
+    let zero = || C::State::zeros(batch, p, h);
+    let mut state = initial.cloned().unwrap_or_else(zero);
+    unroll::check_sequence(cell, input.shape(), &state, opts)?;
+    let out_shape = match opts.layout {
+        Layout::TimeMajor => [t_len, batch, p],
+        Layout::BatchFirst => [batch, t_len, p],
+    };
+    crate::check_shape("output gradient", d_output.shape(), &out_shape)?;
+    let mut d = match d_final {
+        Some(s) => {
+            s.check(batch, p, h)?;
+            s.clone()
+        }
+        None => zero(),
+    };
+    let (x, dy) = match opts.layout {
+        Layout::TimeMajor => (input, d_output),
+        Layout::BatchFirst => (
+            input.permuted_axes([1, 0, 2]),
+            d_output.permuted_axes([1, 0, 2]),
+        ),
+    };
+    let i = cell.input_size();
+    let len_of = |b: usize| opts.lengths.map_or(t_len, |l| l[b]);
+    let steps = (0..batch).map(len_of).max().unwrap_or(0);
+    let time = |b: usize, k: usize| {
+        let len = len_of(b);
+        if k >= len {
+            INACTIVE
+        } else {
+            match opts.direction {
+                Direction::Forward => k,
+                Direction::Reverse => len - 1 - k,
+            }
+        }
+    };
+    let step_input = |k: usize| {
+        let mut xk = Array2::zeros((batch, i));
+        for b in 0..batch {
+            let t = time(b, k);
+            if t != INACTIVE {
+                xk.row_mut(b).assign(&x.slice(s![t, b, ..]));
+            }
+        }
+        xk
+    };
+    let mut ws = Workspace::new();
+    // Forward, keeping the state before each step.
+    let mut before = Vec::with_capacity(steps);
+    let mut gates = Array2::zeros((batch, cell.gate_count() * h));
+    for k in 0..steps {
+        let prev = state.clone();
+        cell.step_unchecked(step_input(k).view(), &mut state, gates.view_mut(), &mut ws);
+        restore_inactive(&mut state, &prev, |b| time(b, k) == INACTIVE);
+        before.push(prev);
+    }
+    // Backward.
+    let mut grad = cell.zero_grad();
+    let mut dx = Array3::zeros((t_len, batch, i));
+    let mut dxk = Array2::zeros((batch, i));
+    for k in (0..steps).rev() {
+        let inactive = |b: usize| time(b, k) == INACTIVE;
+        {
+            let mut dh = d.part_mut(0);
+            for b in (0..batch).filter(|&b| !inactive(b)) {
+                dh.row_mut(b)
+                    .zip_mut_with(&dy.slice(s![time(b, k), b, ..]), |a, &v| *a += v);
+            }
+        }
+        // An inactive row passes its gradient through unchanged; zeroed, it adds nothing to
+        // the parameters' gradient (the product is linear in it).
+        let kept = d.clone();
+        zero_rows(&mut d, inactive);
+        let prev = &before[k];
+        cell.step_backward_unchecked(
+            step_input(k).view(),
+            prev,
+            &mut d,
+            dxk.view_mut(),
+            &mut grad,
+            &mut ws,
+        );
+        restore_inactive(&mut d, &kept, inactive);
+        for b in 0..batch {
+            let t = time(b, k);
+            if t != INACTIVE {
+                dx.slice_mut(s![t, b, ..]).assign(&dxk.row(b));
+            }
+        }
+    }
+    let input_grad = match opts.layout {
+        Layout::TimeMajor => dx,
+        Layout::BatchFirst => dx
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned(),
+    };
+    Ok(Gradients {
+        input: input_grad,
+        initial: d,
+        params: grad,
+    })
+}
+
+/// Copies the rows `b` with `which(b)` of every part of `from` into `to`.
+fn restore_inactive<F: Scalar, S: CellState<F>>(
+    to: &mut S,
+    from: &S,
+    which: impl Fn(usize) -> bool,
+) {
+    for part in 0..S::PARTS {
+        let src = from.part(part);
+        let mut dst = to.part_mut(part);
+        for (b, mut row) in dst.axis_iter_mut(Axis(0)).enumerate() {
+            if which(b) {
+                row.assign(&src.row(b));
+            }
+        }
+    }
+}
+
+/// Zeroes the rows `b` with `which(b)` of every part of `s`.
+fn zero_rows<F: Scalar, S: CellState<F>>(s: &mut S, which: impl Fn(usize) -> bool) {
+    for part in 0..S::PARTS {
+        let mut p = s.part_mut(part);
+        for (b, mut row) in p.axis_iter_mut(Axis(0)).enumerate() {
+            if which(b) {
+                row.fill(F::zero());
+            }
+        }
+    }
+}

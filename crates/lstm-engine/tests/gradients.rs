@@ -1,0 +1,273 @@
+//! The engine's backward on the options no variant crate's suite reaches (clip, the coupled
+//! forget gate, a projection, other activations, with and without peepholes) against central
+//! finite differences of its forward run, in `f64`.
+
+use lstm_core::ndarray::{Array1, Array2, Array3, ArrayD, Ix2};
+use lstm_core::{Activation, Backward, CellState, Direction, LstmState, RecurrentCell, SeqOptions};
+use lstm_engine::init::SplitMix64;
+use lstm_engine::{EngineSpec, LstmEngine};
+
+/// The raw parts of a spec: `w_input`, `w_recurrent`, `bias`, then peephole and projection.
+#[derive(Clone)]
+struct Parts(Vec<ArrayD<f64>>);
+
+#[derive(Clone, Copy)]
+struct Options {
+    peephole: bool,
+    projection: bool,
+    clip: Option<f64>,
+    coupled: bool,
+    activations: Option<[Activation<f64>; 3]>,
+}
+
+fn build(p: &Parts, o: Options) -> LstmEngine<f64> {
+    let m = |k: usize| p.0[k].view().into_dimensionality::<Ix2>().expect("2-D");
+    let bias = p.0[2].view().into_dimensionality().expect("1-D");
+    let mut spec = EngineSpec::standard(m(0), m(1));
+    spec.biases.push(bias);
+    let mut next = 3;
+    if o.peephole {
+        spec.peephole = Some(m(next));
+        next += 1;
+    }
+    if o.projection {
+        spec.projection = Some(m(next));
+    }
+    spec.gates.clip = o.clip;
+    spec.gates.input_forget = o.coupled;
+    if let Some([f, g, h]) = o.activations {
+        spec.gates.f = f;
+        spec.gates.g = g;
+        spec.gates.h = h;
+    }
+    LstmEngine::new(spec).expect("valid spec")
+}
+
+fn loss(e: &LstmEngine<f64>, x: &Array3<f64>, s0: &LstmState<f64>, opts: &SeqOptions<'_>) -> f64 {
+    let out = e.unroll(x.view(), Some(s0), opts).expect("valid run");
+    let w = |k: usize| (0.9 * k as f64 + 0.4).sin();
+    let y: f64 = out.output.iter().enumerate().map(|(k, v)| v * w(k)).sum();
+    let c: f64 = out
+        .state
+        .c()
+        .iter()
+        .enumerate()
+        .map(|(k, v)| v * w(k + 7))
+        .sum();
+    y + c
+}
+
+fn check(o: Options, seed: u64) {
+    let (i, h, p, t, b) = (3, 4, if o.projection { 2 } else { 4 }, 5, 2);
+    let mut rng = SplitMix64::new(seed);
+    let mut parts = vec![
+        rng.uniform_array((4 * h, i), 0.8).into_dyn(),
+        rng.uniform_array((4 * h, p), 0.8).into_dyn(),
+        rng.uniform_array(4 * h, 0.5).into_dyn(),
+    ];
+    if o.peephole {
+        parts.push(rng.uniform_array((3, h), 0.5).into_dyn());
+    }
+    if o.projection {
+        parts.push(rng.uniform_array((p, h), 0.8).into_dyn());
+    }
+    let parts = Parts(parts);
+    let x: Array3<f64> = rng.uniform_array((t, b, i), 1.5);
+    let s0 = LstmState::new(
+        rng.uniform_array((b, p), 0.5),
+        rng.uniform_array((b, h), 0.5),
+    )
+    .expect("shapes");
+    let lens = [t, 3];
+    let opts = SeqOptions::default().lengths(&lens);
+    let opts = SeqOptions {
+        direction: if seed.is_multiple_of(2) {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        },
+        ..opts
+    };
+    let e = build(&parts, o);
+    let out = e.unroll(x.view(), Some(&s0), &opts).expect("valid run");
+    let w = |k: usize| (0.9 * k as f64 + 0.4).sin();
+    let dy = Array3::from_shape_fn(out.output.raw_dim(), |(a, bb, c)| {
+        let d = out.output.dim();
+        w((a * d.1 + bb) * d.2 + c)
+    });
+    let dc = Array2::from_shape_fn((b, h), |(r, c)| w(r * h + c + 7));
+    let df = LstmState::new(Array2::zeros((b, p)), dc).expect("shapes");
+    let g = lstm_core::backward::backward(&e, x.view(), Some(&s0), &opts, dy.view(), Some(&df))
+        .expect("valid backward");
+    let eps = 1e-6;
+    let tensors = e.grad_tensors(&g.params);
+    assert_eq!(tensors.len(), parts.0.len());
+    for (k, (name, gt)) in tensors.iter().enumerate() {
+        for (idx, &a) in gt.indexed_iter() {
+            let at = |d: f64| {
+                let mut q = parts.clone();
+                q.0[k][&idx] += d;
+                loss(&build(&q, o), &x, &s0, &opts)
+            };
+            let n = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (a - n).abs() <= 1e-6 * (1.0 + n.abs()),
+                "seed {seed} {name}{idx:?}: backward {a}, finite differences {n}"
+            );
+        }
+    }
+    for (idx, &a) in g.input.indexed_iter() {
+        let at = |d: f64| {
+            let mut xp = x.clone();
+            xp[idx] += d;
+            loss(&e, &xp, &s0, &opts)
+        };
+        let n = (at(eps) - at(-eps)) / (2.0 * eps);
+        assert!(
+            (a - n).abs() <= 1e-6 * (1.0 + n.abs()),
+            "input {idx:?}: {a} vs {n}"
+        );
+    }
+    for part in 0..2 {
+        for (idx, &a) in g.initial.part(part).indexed_iter() {
+            let at = |d: f64| {
+                let mut sp = s0.clone();
+                sp.part_mut(part)[idx] += d;
+                loss(&e, &x, &sp, &opts)
+            };
+            let n = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (a - n).abs() <= 1e-6 * (1.0 + n.abs()),
+                "state {part} {idx:?}: {a} vs {n}"
+            );
+        }
+    }
+}
+
+const PLAIN: Options = Options {
+    peephole: false,
+    projection: false,
+    clip: None,
+    coupled: false,
+    activations: None,
+};
+
+#[test]
+fn clip_stops_the_gradient_where_it_clamps() {
+    for seed in 0..4 {
+        check(
+            Options {
+                clip: Some(0.6),
+                peephole: true,
+                ..PLAIN
+            },
+            seed,
+        );
+    }
+}
+
+#[test]
+fn coupled_forget_gate() {
+    for seed in 0..4 {
+        check(
+            Options {
+                coupled: true,
+                ..PLAIN
+            },
+            seed,
+        );
+        check(
+            Options {
+                coupled: true,
+                peephole: true,
+                ..PLAIN
+            },
+            seed + 10,
+        );
+    }
+}
+
+#[test]
+fn projection() {
+    for seed in 0..4 {
+        check(
+            Options {
+                projection: true,
+                ..PLAIN
+            },
+            seed,
+        );
+        check(
+            Options {
+                projection: true,
+                peephole: true,
+                clip: Some(1.0),
+                ..PLAIN
+            },
+            seed + 10,
+        );
+    }
+}
+
+#[test]
+fn other_activations() {
+    use Activation::*;
+    let sets = [
+        [
+            HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Softsign,
+            Elu { alpha: 0.7 },
+        ],
+        [
+            Sigmoid,
+            ScaledTanh {
+                alpha: 1.3,
+                beta: 0.6,
+            },
+            Softplus,
+        ],
+        [
+            Affine {
+                alpha: 0.3,
+                beta: 0.1,
+            },
+            LeakyRelu { alpha: 0.1 },
+            Tanh,
+        ],
+    ];
+    for (k, a) in sets.into_iter().enumerate() {
+        for seed in 0..3 {
+            check(
+                Options {
+                    activations: Some(a),
+                    ..PLAIN
+                },
+                20 * k as u64 + seed,
+            );
+        }
+    }
+}
+
+#[test]
+fn zero_grad_has_the_parameters_shapes() {
+    let mut rng = SplitMix64::new(1);
+    let (w, u): (Array2<f64>, Array2<f64>) = (
+        rng.uniform_array((8, 3), 1.0),
+        rng.uniform_array((8, 2), 1.0),
+    );
+    let pr: Array2<f64> = rng.uniform_array((2, 2), 1.0);
+    let mut spec = EngineSpec::standard(w.view(), u.view());
+    spec.projection = Some(pr.view());
+    let b: Array1<f64> = Array1::zeros(8);
+    spec.biases.push(b.view());
+    let e = LstmEngine::new(spec).expect("valid");
+    let shapes: Vec<Vec<usize>> = e
+        .grad_tensors(&e.zero_grad())
+        .iter()
+        .map(|(_, t)| t.shape().to_vec())
+        .collect();
+    assert_eq!(shapes, vec![vec![8, 3], vec![8, 2], vec![8], vec![2, 2]]);
+}
