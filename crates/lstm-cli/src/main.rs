@@ -3,6 +3,7 @@
 //! ```text
 //! lstm demo                      the seeds' worked examples and a per-step trace of every variant
 //! lstm run --model M --input X.npy --output Y.npy [options]
+//! lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors [options]
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
 //! ```
 
@@ -30,6 +31,7 @@ macro_rules! outln {
 
 mod bench;
 mod demo;
+mod grad;
 mod graph;
 mod run;
 
@@ -94,13 +96,20 @@ fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
         // The help goes with the usage error; if it cannot be written, the error still can.
-        let _ = write!(std::io::stdout(), "{HELP}{}{}", run::HELP, bench::help());
+        let _ = write!(
+            std::io::stdout(),
+            "{HELP}{}{}{}",
+            run::HELP,
+            grad::HELP,
+            bench::help()
+        );
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
     match cmd.to_string_lossy().as_ref() {
         "run" => run::run(&run::parse(lexopt::Parser::from_args(rest))?),
         "bench" => bench::run(&bench::parse(lexopt::Parser::from_args(rest))?),
+        "grad" => grad::run(&grad::parse(lexopt::Parser::from_args(rest))?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -110,7 +119,7 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            out!("{HELP}{}{}", run::HELP, bench::help());
+            out!("{HELP}{}{}{}", run::HELP, grad::HELP, bench::help());
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

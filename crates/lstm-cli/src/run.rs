@@ -105,7 +105,7 @@ pub(crate) fn read_float<F: Scalar>(path: &Path, what: &str) -> CliResult<ArrayD
     })
 }
 
-fn read_lengths(path: &Path) -> CliResult<Vec<i64>> {
+pub(crate) fn read_lengths(path: &Path) -> CliResult<Vec<i64>> {
     let a: ArrayD<i64> = match npy::read(path)? {
         NpyArray::I32(a) => a.mapv(i64::from),
         NpyArray::I64(a) => a,

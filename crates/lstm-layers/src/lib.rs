@@ -10,5 +10,6 @@ pub mod torch;
 
 pub use readout::Readout;
 pub use stack::{
-    EmptyFinalState, LstmStack, Stack, StackOptions, StackOutput, StackStates, lengths_from_signed,
+    EmptyFinalState, LstmStack, Stack, StackGradients, StackOptions, StackOutput, StackStates,
+    lengths_from_signed,
 };

@@ -19,6 +19,31 @@ use lstm_gru::GruCell;
 
 use crate::{LstmStack, Stack};
 
+mod gradients;
+
+pub use gradients::{TorchGradients, named_gradients, save};
+
+/// The tensor names of a safetensors file and the prefix of its recurrent model: `prefix` if
+/// given, else the one prefix of a `weight_ih_l0` in the file.
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be read, [`LstmError::Format`] for a malformed file
+/// or when there is no prefix or more than one.
+pub fn names_and_prefix(
+    path: impl AsRef<std::path::Path>,
+    prefix: Option<&str>,
+) -> Result<(Vec<String>, String)> {
+    let (bytes, name) = read(path.as_ref())?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let names: Vec<String> = st.names().into_iter().map(|n| n.to_string()).collect();
+    let prefix = match prefix {
+        Some(p) => p.to_string(),
+        None => find_prefix(&names, &name)?,
+    };
+    Ok((names, prefix))
+}
+
 /// Reads a safetensors file and builds the stack at precision `F`.
 ///
 /// # Errors

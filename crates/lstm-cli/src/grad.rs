@@ -1,0 +1,158 @@
+//! `lstm grad`: the gradients of a loss through a model, for the same models and options as
+//! `lstm run`.
+
+use std::path::{Path, PathBuf};
+
+use lexopt::prelude::*;
+use lstm_core::ndarray::ArrayD;
+use lstm_core::{Layout, LstmError, Scalar};
+use lstm_layers::npy::{self, NpyArray, NpyElement};
+use lstm_layers::{StackOptions, torch};
+
+use crate::run::{read_float, read_lengths, three_d};
+use crate::{CliError, CliResult};
+
+/// Parsed arguments of `lstm grad`.
+#[derive(Debug, Default)]
+pub struct GradArgs {
+    model: Option<PathBuf>,
+    input: Option<PathBuf>,
+    grad_output: Option<PathBuf>,
+    output: Option<PathBuf>,
+    initial_h: Option<PathBuf>,
+    initial_c: Option<PathBuf>,
+    grad_h: Option<PathBuf>,
+    grad_c: Option<PathBuf>,
+    sequence_lens: Option<PathBuf>,
+    batch_first: bool,
+    prefix: Option<String>,
+    threads: usize,
+}
+
+pub const HELP: &str = "\
+    lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors
+              [--initial-h H0.npy] [--initial-c C0.npy] [--grad-h DHN.npy] [--grad-c DCN.npy]
+              [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
+        Write the gradient of L = sum(Y * DY) + sum(HN * DHN) + sum(CN * DCN), where Y, HN and
+        CN are what `lstm run` writes to --output, --final-h and --final-c with the same model
+        and options, with respect to every weight (under the model file's own tensor names),
+        the input (`input`) and the initial states given (`initial_h`, `initial_c`). The
+        gradients are float32 or float64 as the input is. Models: PyTorch nn.LSTM and nn.GRU
+        state dicts (.safetensors).
+";
+
+/// Parses the arguments after `grad`.
+pub fn parse(mut p: lexopt::Parser) -> CliResult<GradArgs> {
+    let mut a = GradArgs::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("model") => a.model = Some(p.value()?.into()),
+            Long("input") => a.input = Some(p.value()?.into()),
+            Long("grad-output") => a.grad_output = Some(p.value()?.into()),
+            Long("output") => a.output = Some(p.value()?.into()),
+            Long("initial-h") => a.initial_h = Some(p.value()?.into()),
+            Long("initial-c") => a.initial_c = Some(p.value()?.into()),
+            Long("grad-h") => a.grad_h = Some(p.value()?.into()),
+            Long("grad-c") => a.grad_c = Some(p.value()?.into()),
+            Long("sequence-lens") => a.sequence_lens = Some(p.value()?.into()),
+            Long("batch-first") => a.batch_first = true,
+            Long("prefix") => a.prefix = Some(p.value()?.string()?),
+            Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(a)
+}
+
+fn required<'a>(v: &'a Option<PathBuf>, flag: &str) -> CliResult<&'a Path> {
+    v.as_deref()
+        .ok_or_else(|| CliError::Usage(format!("`lstm grad` needs {flag}")))
+}
+
+/// Runs the command at the input's precision.
+pub fn run(a: &GradArgs) -> CliResult {
+    let model = required(&a.model, "--model M")?;
+    let input = required(&a.input, "--input X.npy")?;
+    required(&a.grad_output, "--grad-output DY.npy")?;
+    required(&a.output, "--output GRADS.safetensors")?;
+    let ext = model
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "safetensors" {
+        return Err(LstmError::unsupported(format!(
+            "`lstm grad` takes PyTorch state dicts (.safetensors); {} is not one (gradients of \
+             ONNX graphs are not supported yet)",
+            model.display()
+        ))
+        .into());
+    }
+    match npy::read(input)? {
+        NpyArray::F32(x) => grad_typed::<f32>(a, model, x),
+        NpyArray::F64(x) => grad_typed::<f64>(a, model, x),
+        other => Err(LstmError::format(
+            input.display(),
+            format!("input must be float32 or float64, got {}", other.dtype()),
+        )
+        .into()),
+    }
+}
+
+fn grad_typed<F: Scalar + NpyElement>(a: &GradArgs, model: &Path, x: ArrayD<F>) -> CliResult {
+    let stack = torch::load_model::<F>(model, a.prefix.as_deref())?;
+    let (names, prefix) = torch::names_and_prefix(model, a.prefix.as_deref())?;
+    let (layout, x_shape) = if a.batch_first {
+        (Layout::BatchFirst, "[B, T, I] (--batch-first)")
+    } else {
+        (Layout::TimeMajor, "[T, B, I]")
+    };
+    let x = three_d(x, "input", x_shape)?;
+    let read3 = |p: &Option<PathBuf>, what: &str, shape: &str| {
+        p.as_deref()
+            .map(|p| three_d(read_float::<F>(p, what)?, what, shape))
+            .transpose()
+    };
+    let dy = read3(&a.grad_output, "output gradient", "the output's shape")?
+        .ok_or_else(|| CliError::Usage("`lstm grad` needs --grad-output DY.npy".into()))?;
+    let h0 = read3(&a.initial_h, "initial h", "[D*L, B, H_out]")?;
+    let c0 = read3(&a.initial_c, "initial c", "[D*L, B, H]")?;
+    let dh = read3(&a.grad_h, "final h gradient", "[D*L, B, H_out]")?;
+    let dc = read3(&a.grad_c, "final c gradient", "[D*L, B, H]")?;
+    let (t, _) = lstm_core::unroll::dims(x.shape(), layout);
+    let lengths = a
+        .sequence_lens
+        .as_deref()
+        .map(|p| lstm_layers::lengths_from_signed(&read_lengths(p)?, t).map_err(CliError::from))
+        .transpose()?;
+    let opts = StackOptions {
+        layout,
+        lengths: lengths.as_deref(),
+        threads: a.threads,
+        ..StackOptions::default()
+    };
+    if matches!(stack, torch::TorchModel::Gru(_)) && (c0.is_some() || dc.is_some()) {
+        return Err(CliError::Usage(
+            "this state dict is an nn.GRU, which has no cell state: --initial-c and --grad-c \
+             apply to LSTMs"
+                .into(),
+        ));
+    }
+    fn v<F>(
+        o: &Option<lstm_core::ndarray::Array3<F>>,
+    ) -> Option<lstm_core::ndarray::ArrayView3<'_, F>> {
+        o.as_ref().map(|a| a.view())
+    }
+    let g = stack.backward(x.view(), v(&h0), v(&c0), &opts, dy.view(), v(&dh), v(&dc))?;
+    let mut tensors = torch::named_gradients(&g, &prefix, &names);
+    tensors.push(("input".into(), g.input().clone().into_dyn()));
+    if h0.is_some() {
+        tensors.push(("initial_h".into(), g.initial()[0].clone().into_dyn()));
+    }
+    if c0.is_some() {
+        tensors.push(("initial_c".into(), g.initial()[1].clone().into_dyn()));
+    }
+    let out = required(&a.output, "--output GRADS.safetensors")?;
+    torch::save(out, &tensors, None)?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! End-to-end: `lstm grad` on the committed PyTorch autograd fixtures
+//! (`tests/fixtures/make_grad_fixtures.py`): every parameter's, the input's and the initial
+//! states' gradients under the state dict's names, equal to PyTorch's.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::{Dtype, SafeTensors};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/grads")
+}
+
+/// Every tensor of a safetensors file: its shape, values as f64, and whether it is f32.
+fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f64>, bool)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let (values, single) = match t.dtype() {
+                Dtype::F32 => (
+                    t.data()
+                        .chunks_exact(4)
+                        .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+                        .collect(),
+                    true,
+                ),
+                Dtype::F64 => (
+                    t.data()
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                    false,
+                ),
+                other => panic!("{name}: unexpected {other:?}"),
+            };
+            (name, (t.shape().to_vec(), values, single))
+        })
+        .collect()
+}
+
+#[test]
+fn every_gradient_matches_pytorch_autograd() {
+    let root = fixtures();
+    let cases = std::fs::read_to_string(root.join("cases.txt")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("lstm-grads-{}", std::process::id()));
+    let (mut failures, mut count) = (Vec::new(), 0);
+    let (mut worst32, mut worst64) = (0.0f64, 0.0f64);
+    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, args) = line.split_once('|').unwrap();
+        let (dir, out) = (root.join(name), scratch.join(name));
+        std::fs::create_dir_all(&out).unwrap();
+        let args: Vec<String> = args
+            .split_whitespace()
+            .map(|a| match a.strip_prefix('@') {
+                Some(file) => out.join(file).display().to_string(),
+                None => a.to_string(),
+            })
+            .collect();
+        let run = Command::new(env!("CARGO_BIN_EXE_lstm"))
+            .current_dir(&dir)
+            .arg("grad")
+            .args(&args)
+            .output()
+            .unwrap();
+        if !run.status.success() {
+            failures.push(format!("{name}: {}", String::from_utf8_lossy(&run.stderr)));
+            continue;
+        }
+        let got = tensors(&out.join("grads.safetensors"));
+        let want = tensors(&dir.join("expected.safetensors"));
+        let names = |m: &BTreeMap<String, _>| m.keys().cloned().collect::<Vec<_>>();
+        if names(&got) != names(&want) {
+            failures.push(format!(
+                "{name}: tensors {:?}, expected {:?}",
+                names(&got),
+                names(&want)
+            ));
+            continue;
+        }
+        for (tensor, (ws, w, single)) in &want {
+            let (gs, g, got_single) = &got[tensor];
+            assert_eq!(
+                (gs, got_single),
+                (ws, single),
+                "{name}/{tensor}: shape and precision"
+            );
+            let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let err = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+                / scale;
+            let (tol, worst) = if *single {
+                (2e-5, &mut worst32)
+            } else {
+                (1e-11, &mut worst64)
+            };
+            *worst = worst.max(err);
+            if err > tol {
+                failures.push(format!("{name}/{tensor}: relative error {err:e} > {tol:e}"));
+            }
+        }
+        count += 1;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("grads: largest relative error: f32 {worst32:e}, f64 {worst64:e}");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(count >= 20, "only {count} cases ran");
+}
+
+mod common;
+use common::fails;
+
+/// Every bad use of `lstm grad` is one clear error line, exit 1, no panic, no output file.
+#[test]
+fn bad_uses_are_errors() {
+    let dir = fixtures();
+    let case = |c: &str, f: &str| dir.join(c).join(f).display().to_string();
+    let scratch = std::env::temp_dir().join(format!("lstm-grad-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = scratch.join("g.safetensors").display().to_string();
+    let (model, x, dy) = (
+        case("lstm_init", "model.safetensors"),
+        case("lstm_init", "x.npy"),
+        case("lstm_init", "dy.npy"),
+    );
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "grad",
+            "--model",
+            &model,
+            "--input",
+            &x,
+            "--grad-output",
+            &dy,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&a, needles);
+    };
+    run(base(&[]), &["needs --output"]);
+    run(
+        vec!["grad".into(), "--input".into(), x.clone()],
+        &["needs --model"],
+    );
+    run(base(&["--output", &out, "--frobnicate"]), &["frobnicate"]);
+    // The output gradient must have the output's shape.
+    let wrong = case("lstm_plain", "dy.npy");
+    let mut args = base(&["--output", &out]);
+    args[6] = wrong;
+    run(args, &["output gradient"]);
+    // A final-state gradient of the wrong shape.
+    run(base(&["--output", &out, "--grad-h", &dy]), &["final"]);
+    // An ONNX model.
+    let onnx = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/bad/mul_before_lstm.onnx")
+        .display()
+        .to_string();
+    let mut args = base(&["--output", &out]);
+    args[2] = onnx;
+    run(args, &["safetensors", "not supported"]);
+    // A GRU has no cell state.
+    let gru = case("gru_init_layers2", "model.safetensors");
+    let mut args = vec!["grad".to_string(), "--model".into(), gru];
+    args.extend(
+        [
+            "--input",
+            &case("gru_init_layers2", "x.npy"),
+            "--grad-output",
+            &case("gru_init_layers2", "dy.npy"),
+            "--output",
+            &out,
+            "--grad-c",
+            &case("gru_init_layers2", "dhn.npy"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    run(args, &["nn.GRU", "cell state"]);
+    assert!(!Path::new(&out).exists(), "no output after an error");
+    let _ = std::fs::remove_dir_all(&scratch);
+}

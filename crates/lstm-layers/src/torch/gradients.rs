@@ -1,0 +1,210 @@
+//! Gradients of a state dict's model under the state dict's own tensor names, and the
+//! safetensors writer that saves them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use lstm_core::ndarray::{ArrayD, ArrayView3, Axis, concatenate};
+use lstm_core::{LstmError, Result, Scalar};
+use lstm_engine::EngineGrad;
+use lstm_gru::GruGrad;
+use safetensors::{Dtype, tensor::TensorView};
+
+use super::TorchModel;
+use crate::{StackGradients, StackOptions};
+
+/// The gradients [`TorchModel::backward`] returns.
+#[derive(Clone, Debug)]
+pub enum TorchGradients<F> {
+    /// Of an `nn.LSTM`.
+    Lstm(StackGradients<F, EngineGrad<F>>),
+    /// Of an `nn.GRU`.
+    Gru(StackGradients<F, GruGrad<F>>),
+}
+
+impl<F: Scalar> TorchGradients<F> {
+    /// The gradient with respect to the input.
+    pub fn input(&self) -> &lstm_core::ndarray::Array3<F> {
+        match self {
+            Self::Lstm(g) => &g.input,
+            Self::Gru(g) => &g.input,
+        }
+    }
+
+    /// The gradients with respect to the initial states, part by part (`h`, then `c` for an
+    /// LSTM), each `[D * L, B, width]`.
+    pub fn initial(&self) -> &[lstm_core::ndarray::Array3<F>] {
+        match self {
+            Self::Lstm(g) => &g.initial,
+            Self::Gru(g) => &g.initial,
+        }
+    }
+}
+
+impl<F: Scalar> TorchModel<F> {
+    /// The gradients of a loss, given by its gradients with respect to the output (`d_output`)
+    /// and the final states (`d_h`, `d_c`, `[D * L, B, width]`; zero when absent), with respect
+    /// to the input, the initial states (`h0`, `c0`, zero when absent) and the weights. See
+    /// [`crate::Stack::backward`].
+    ///
+    /// # Errors
+    /// As [`crate::Stack::backward`]; [`LstmError::Invalid`] for a cell state given to a GRU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: ArrayView3<'_, F>,
+        h0: Option<ArrayView3<'_, F>>,
+        c0: Option<ArrayView3<'_, F>>,
+        opts: &StackOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d_h: Option<ArrayView3<'_, F>>,
+        d_c: Option<ArrayView3<'_, F>>,
+    ) -> Result<TorchGradients<F>> {
+        match self {
+            Self::Lstm(s) => s
+                .backward(x, &[h0, c0], opts, d_output, &[d_h, d_c])
+                .map(TorchGradients::Lstm),
+            Self::Gru(s) => {
+                if c0.is_some() || d_c.is_some() {
+                    return Err(LstmError::invalid(
+                        "cell state",
+                        "an nn.GRU has no cell state",
+                    ));
+                }
+                s.backward(x, &[h0], opts, d_output, &[d_h])
+                    .map(TorchGradients::Gru)
+            }
+        }
+    }
+}
+
+/// The parameter gradients under the names of the state dict they came from: `prefix` and
+/// PyTorch's names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `weight_hr_l0`,
+/// each with `_reverse` for the second direction), for the tensors `names` (the file's) holds.
+/// A GRU's blocks go back to PyTorch's order r, z, n.
+pub fn named_gradients<F: Scalar>(
+    g: &TorchGradients<F>,
+    prefix: &str,
+    names: &[String],
+) -> Vec<(String, ArrayD<F>)> {
+    let mut out = Vec::new();
+    let mut push = |key: String, a: ArrayD<F>| {
+        let full = format!("{prefix}{key}");
+        if names.contains(&full) {
+            out.push((full, a));
+        }
+    };
+    let sfx = |d: usize| if d == 0 { "" } else { "_reverse" };
+    match g {
+        TorchGradients::Lstm(s) => {
+            for (k, dirs) in s.params.iter().enumerate() {
+                for (d, e) in dirs.iter().enumerate() {
+                    let sx = sfx(d);
+                    push(format!("weight_ih_l{k}{sx}"), e.w_input.clone().into_dyn());
+                    push(
+                        format!("weight_hh_l{k}{sx}"),
+                        e.w_recurrent.clone().into_dyn(),
+                    );
+                    push(format!("bias_ih_l{k}{sx}"), e.bias.clone().into_dyn());
+                    push(format!("bias_hh_l{k}{sx}"), e.bias.clone().into_dyn());
+                    if let Some(p) = &e.projection {
+                        push(format!("weight_hr_l{k}{sx}"), p.clone().into_dyn());
+                    }
+                }
+            }
+        }
+        TorchGradients::Gru(s) => {
+            for (k, dirs) in s.params.iter().enumerate() {
+                for (d, e) in dirs.iter().enumerate() {
+                    let sx = sfx(d);
+                    push(
+                        format!("weight_ih_l{k}{sx}"),
+                        torch_order(&e.w.clone().into_dyn()),
+                    );
+                    push(
+                        format!("weight_hh_l{k}{sx}"),
+                        torch_order(&e.r.clone().into_dyn()),
+                    );
+                    push(
+                        format!("bias_ih_l{k}{sx}"),
+                        torch_order(&e.wb.clone().into_dyn()),
+                    );
+                    push(
+                        format!("bias_hh_l{k}{sx}"),
+                        torch_order(&e.rb.clone().into_dyn()),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Swaps the first two of three row blocks: z, r, n to PyTorch's r, z, n (and back).
+fn torch_order<F: Scalar>(a: &ArrayD<F>) -> ArrayD<F> {
+    let h = a.shape()[0] / 3;
+    let parts = [
+        a.slice_axis(Axis(0), (h..2 * h).into()),
+        a.slice_axis(Axis(0), (0..h).into()),
+        a.slice_axis(Axis(0), (2 * h..3 * h).into()),
+    ];
+    concatenate(Axis(0), &parts).expect("three blocks of equal shape")
+}
+
+/// Writes `tensors` to a safetensors file at `F`'s precision (`F32` or `F64`), with
+/// `metadata` in the header's `__metadata__`. The file is written to a temporary name in the
+/// same folder and renamed, so that a failed write leaves no partial file.
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be written.
+pub fn save<F: Scalar>(
+    path: &Path,
+    tensors: &[(String, ArrayD<F>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let dtype = if F::NAME == "f32" {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    };
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, a)| {
+            let data = a
+                .iter()
+                .flat_map(|&v| {
+                    if dtype == Dtype::F32 {
+                        (v.f64() as f32).to_le_bytes().to_vec()
+                    } else {
+                        v.f64().to_le_bytes().to_vec()
+                    }
+                })
+                .collect();
+            (name.clone(), a.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| LstmError::invalid(format!("tensor {name}"), e))
+        })
+        .collect::<Result<_>>()?;
+    let encoded = safetensors::serialize(views, metadata)
+        .map_err(|e| LstmError::invalid("safetensors", e))?;
+    let io = |source| LstmError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map_or("out".into(), |n| n.to_string_lossy())
+    ));
+    std::fs::write(&tmp, encoded).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
