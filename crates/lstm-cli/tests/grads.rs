@@ -45,21 +45,10 @@ fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f64>, bool)> {
 #[test]
 fn every_gradient_matches_pytorch_autograd() {
     let root = fixtures();
-    let cases = std::fs::read_to_string(root.join("cases.txt")).unwrap();
     let scratch = std::env::temp_dir().join(format!("lstm-grads-{}", std::process::id()));
     let (mut failures, mut count) = (Vec::new(), 0);
     let (mut worst32, mut worst64) = (0.0f64, 0.0f64);
-    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
-        let (name, args) = line.split_once('|').unwrap();
-        let (dir, out) = (root.join(name), scratch.join(name));
-        std::fs::create_dir_all(&out).unwrap();
-        let args: Vec<String> = args
-            .split_whitespace()
-            .map(|a| match a.strip_prefix('@') {
-                Some(file) => out.join(file).display().to_string(),
-                None => a.to_string(),
-            })
-            .collect();
+    for (name, dir, out, args) in common::cases(&root, &scratch) {
         let run = Command::new(env!("CARGO_BIN_EXE_lstm"))
             .current_dir(&dir)
             .arg("grad")

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use lstm_layers::npy::{self, NpyArray};
 
+mod common;
+
 fn fixtures(set: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
@@ -48,23 +50,11 @@ fn rel_error(got: &Path, want: &Path) -> (f64, bool) {
 /// the `NAME.npy` it wrote; returns the number of cases.
 fn run_cases(set: &str) -> usize {
     let root = fixtures(set);
-    let cases = std::fs::read_to_string(root.join("cases.txt")).unwrap();
     let scratch = std::env::temp_dir().join(format!("lstm-{set}-{}", std::process::id()));
     let mut failures = Vec::new();
     let (mut worst32, mut worst64) = (0.0f64, 0.0f64);
     let mut count = 0;
-    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
-        let (name, args) = line.split_once('|').unwrap();
-        let dir = root.join(name);
-        let out = scratch.join(name);
-        std::fs::create_dir_all(&out).unwrap();
-        let args: Vec<String> = args
-            .split_whitespace()
-            .map(|a| match a.strip_prefix('@') {
-                Some(file) => out.join(file).display().to_string(),
-                None => a.to_string(),
-            })
-            .collect();
+    for (name, dir, out, args) in common::cases(&root, &scratch) {
         let run = Command::new(env!("CARGO_BIN_EXE_lstm"))
             .current_dir(&dir)
             .arg("run")

@@ -26,3 +26,29 @@ pub fn fails(args: &[&str], needles: &[&str]) -> String {
     }
     err
 }
+
+/// The cases of a fixture set's `cases.txt` (`name|arguments`): each case's name, its
+/// directory under `root`, its scratch directory under `scratch` (created) and its arguments,
+/// with `@FILE` turned into a path in the scratch directory.
+pub fn cases(
+    root: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Vec<(String, std::path::PathBuf, std::path::PathBuf, Vec<String>)> {
+    let text = std::fs::read_to_string(root.join("cases.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (name, args) = line.split_once('|').unwrap();
+            let (dir, out) = (root.join(name), scratch.join(name));
+            std::fs::create_dir_all(&out).unwrap();
+            let args = args
+                .split_whitespace()
+                .map(|a| match a.strip_prefix('@') {
+                    Some(file) => out.join(file).display().to_string(),
+                    None => a.to_string(),
+                })
+                .collect();
+            (name.to_string(), dir, out, args)
+        })
+        .collect()
+}
