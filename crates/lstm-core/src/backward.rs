@@ -8,7 +8,9 @@
 //! get no gradient: their outputs are zero whatever the parameters, and the final state of a
 //! sample is the one after its last valid step.
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
+use ndarray::{
+    Array2, Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
+};
 
 use crate::unroll::{self, INACTIVE};
 use crate::{CellState, Direction, Layout, RecurrentCell, Result, Scalar, SeqOptions, Workspace};
@@ -43,6 +45,32 @@ pub trait Backward<F: Scalar>: RecurrentCell<F> {
     /// The gradient as the cell's own parameters, in the order and shapes its constructor
     /// takes them, each with its name.
     fn grad_tensors(&self, grad: &Self::Grad) -> Vec<(&'static str, ArrayD<F>)>;
+
+    /// Backpropagation through a whole sequence, shapes and lengths trusted (as [`backward`]
+    /// checked them): `input [T, B, I]` and `d_output [T, B, P]` time-major, `initial` the
+    /// state before the first step, `d` on entry the gradient with respect to the final state
+    /// and on return the one with respect to `initial`; writes the input's gradient to
+    /// `d_input [T, B, I]` (zero on entry) and adds the parameters' to `grad`. `opts.layout`
+    /// is ignored (everything is time-major).
+    ///
+    /// The default steps forward keeping every state, then runs
+    /// [`step_backward_unchecked`](Self::step_backward_unchecked) from the last step to the
+    /// first; a cell may override it with a faster path, which the shared suite checks
+    /// against finite differences.
+    #[allow(clippy::too_many_arguments)]
+    fn sequence_backward_unchecked(
+        &self,
+        input: ArrayView3<'_, F>,
+        initial: &Self::State,
+        opts: &SeqOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d: &mut Self::State,
+        d_input: ArrayViewMut3<'_, F>,
+        grad: &mut Self::Grad,
+        ws: &mut Workspace<F>,
+    ) {
+        stepwise_backward(self, input, initial, opts, d_output, d, d_input, grad, ws);
+    }
 }
 
 /// What [`backward`] returns.
@@ -79,7 +107,7 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
     let (t_len, batch) = unroll::dims(input.shape(), opts.layout);
     let (p, h) = (cell.output_size(), cell.hidden_size());
     let zero = || C::State::zeros(batch, p, h);
-    let mut state = initial.cloned().unwrap_or_else(zero);
+    let state = initial.cloned().unwrap_or_else(zero);
     unroll::check_sequence(cell, input.shape(), &state, opts)?;
     let out_shape = match opts.layout {
         Layout::TimeMajor => [t_len, batch, p],
@@ -100,7 +128,38 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
             d_output.permuted_axes([1, 0, 2]),
         ),
     };
-    let i = cell.input_size();
+    let mut ws = Workspace::new();
+    let mut grad = cell.zero_grad();
+    let mut dx = Array3::zeros((t_len, batch, cell.input_size()));
+    cell.sequence_backward_unchecked(x, &state, opts, dy, &mut d, dx.view_mut(), &mut grad, &mut ws);
+    let input_grad = match opts.layout {
+        Layout::TimeMajor => dx,
+        Layout::BatchFirst => dx.permuted_axes([1, 0, 2]).as_standard_layout().into_owned(),
+    };
+    Ok(Gradients {
+        input: input_grad,
+        initial: d,
+        params: grad,
+    })
+}
+
+/// The default of [`Backward::sequence_backward_unchecked`]: the sequence stepped forward once,
+/// keeping the state before each step, then each step's vector-Jacobian product from the last
+/// step to the first. Inactive rows (past their length) pass their gradient through.
+#[allow(clippy::too_many_arguments)]
+pub fn stepwise_backward<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    x: ArrayView3<'_, F>,
+    initial: &C::State,
+    opts: &SeqOptions<'_>,
+    dy: ArrayView3<'_, F>,
+    d: &mut C::State,
+    mut dx: ArrayViewMut3<'_, F>,
+    grad: &mut C::Grad,
+    ws: &mut Workspace<F>,
+) {
+    let (t_len, batch, i) = x.dim();
+    let h = cell.hidden_size();
     let len_of = |b: usize| opts.lengths.map_or(t_len, |l| l[b]);
     let steps = (0..batch).map(len_of).max().unwrap_or(0);
     let time = |b: usize, k: usize| {
@@ -124,19 +183,17 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
         }
         xk
     };
-    let mut ws = Workspace::new();
     // Forward, keeping the state before each step.
+    let mut state = initial.clone();
     let mut before = Vec::with_capacity(steps);
     let mut gates = Array2::zeros((batch, cell.gate_count() * h));
     for k in 0..steps {
         let prev = state.clone();
-        cell.step_unchecked(step_input(k).view(), &mut state, gates.view_mut(), &mut ws);
+        cell.step_unchecked(step_input(k).view(), &mut state, gates.view_mut(), ws);
         restore_inactive(&mut state, &prev, |b| time(b, k) == INACTIVE);
         before.push(prev);
     }
     // Backward.
-    let mut grad = cell.zero_grad();
-    let mut dx = Array3::zeros((t_len, batch, i));
     let mut dxk = Array2::zeros((batch, i));
     for k in (0..steps).rev() {
         let inactive = |b: usize| time(b, k) == INACTIVE;
@@ -150,17 +207,9 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
         // An inactive row passes its gradient through unchanged; zeroed, it adds nothing to
         // the parameters' gradient (the product is linear in it).
         let kept = d.clone();
-        zero_rows(&mut d, inactive);
-        let prev = &before[k];
-        cell.step_backward_unchecked(
-            step_input(k).view(),
-            prev,
-            &mut d,
-            dxk.view_mut(),
-            &mut grad,
-            &mut ws,
-        );
-        restore_inactive(&mut d, &kept, inactive);
+        zero_rows(d, inactive);
+        cell.step_backward_unchecked(step_input(k).view(), &before[k], d, dxk.view_mut(), grad, ws);
+        restore_inactive(d, &kept, inactive);
         for b in 0..batch {
             let t = time(b, k);
             if t != INACTIVE {
@@ -168,18 +217,6 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
             }
         }
     }
-    let input_grad = match opts.layout {
-        Layout::TimeMajor => dx,
-        Layout::BatchFirst => dx
-            .permuted_axes([1, 0, 2])
-            .as_standard_layout()
-            .into_owned(),
-    };
-    Ok(Gradients {
-        input: input_grad,
-        initial: d,
-        params: grad,
-    })
 }
 
 /// Copies the rows `b` with `which(b)` of every part of `from` into `to`.

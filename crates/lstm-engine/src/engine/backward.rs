@@ -9,6 +9,10 @@
 use lstm_core::ndarray::linalg::general_mat_mul;
 use lstm_core::ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 
+use lstm_core::ndarray::{ArrayView3, ArrayViewMut3};
+use lstm_core::{Activation, Direction, Layout, RecurrentCell, SeqOptions, Trace, Workspace};
+use lstm_kernels::Packed;
+
 use super::{LstmEngine, OutputMode, Recurrence};
 use crate::{LstmState, Scalar};
 
@@ -27,12 +31,15 @@ pub struct EngineGrad<F> {
     pub projection: Option<Array2<F>>,
 }
 
-/// The weights in their given layout, for the backward products.
+/// The weights in their given layout, for the backward products, and packed for the kernels
+/// as the right-hand side of `dZ W` (`K = 4H`).
 #[derive(Clone, Debug)]
 pub(crate) struct Unpacked<F> {
     wx: Array2<F>,
     wr: Array2<F>,
     proj: Option<Array2<F>>,
+    wx_t: Packed<F>,
+    wr_t: Packed<F>,
 }
 
 impl<F: Scalar> LstmEngine<F> {
@@ -49,10 +56,15 @@ impl<F: Scalar> LstmEngine<F> {
     }
 
     fn unpacked(&self) -> &Unpacked<F> {
-        self.unpacked.get_or_init(|| Unpacked {
-            wx: self.w_input(),
-            wr: self.w_recurrent(),
-            proj: self.projection(),
+        self.unpacked.get_or_init(|| {
+            let (wx, wr) = (self.w_input(), self.w_recurrent());
+            Unpacked {
+                wx_t: Packed::from_fn(wx.nrows(), wx.ncols(), |k, n| wx[[k, n]]),
+                wr_t: Packed::from_fn(wr.nrows(), wr.ncols(), |k, n| wr[[k, n]]),
+                wx,
+                wr,
+                proj: self.projection(),
+            }
         })
     }
 
@@ -215,4 +227,196 @@ pub fn engine_tensors<F: Scalar>(g: &EngineGrad<F>) -> Vec<(&'static str, ArrayD
         out.push(("projection", p.clone().into_dyn()));
     }
     out
+}
+
+impl<F: Scalar> LstmEngine<F> {
+    /// Whether [`Self::sequence_backward_fused`] applies: every row steps at every position,
+    /// sigmoid gates and tanh candidate and output, no clip, peepholes, coupling, projection or
+    /// state-gated recurrence.
+    fn fused_backward_applies(&self, steps: usize, opts: &SeqOptions<'_>) -> bool {
+        let g = &self.gates;
+        opts.lengths.is_none_or(|l| l.iter().all(|&n| n == steps))
+            && g.f == Activation::Sigmoid
+            && g.g == Activation::Tanh
+            && g.h == Activation::Tanh
+            && g.clip.is_none()
+            && !g.input_forget
+            && self.peep.is_none()
+            && self.proj.is_none()
+            && self.recurrence == Recurrence::Hidden
+            && self.output_mode == OutputMode::GateThenSquash
+    }
+
+    /// See [`lstm_core::Backward::sequence_backward_unchecked`]: the fused path where it
+    /// applies ([`Self::fused_backward_applies`]), the stepwise default otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sequence_backward_rows(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &LstmState<F>,
+        opts: &SeqOptions<'_>,
+        dy: ArrayView3<'_, F>,
+        d: &mut LstmState<F>,
+        dx: ArrayViewMut3<'_, F>,
+        grad: &mut EngineGrad<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        if self.fused_backward_applies(x.dim().0, opts) {
+            self.sequence_backward_fused(x, initial, opts.direction, dy, d, dx, grad, ws);
+        } else {
+            lstm_core::backward::stepwise_backward(self, x, initial, opts, dy, d, dx, grad, ws);
+        }
+    }
+
+    /// Backpropagation through a whole sequence with the products of every step batched: the
+    /// forward run keeps its gate activations (the traced path), each step back computes its
+    /// pre-activation gradients `dZ_t` in one pass and `dh_{t-1} = dZ_t W_r` on the kernels,
+    /// and the weight and input gradients are three products over all steps at the end
+    /// (`dW_x = dZ^T X`, `dW_r = dZ^T H_prev`, `dX = dZ W_x`).
+    #[allow(clippy::too_many_arguments)]
+    fn sequence_backward_fused(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &LstmState<F>,
+        direction: Direction,
+        dy: ArrayView3<'_, F>,
+        d: &mut LstmState<F>,
+        mut dx: ArrayViewMut3<'_, F>,
+        grad: &mut EngineGrad<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        let (t, b, i) = x.dim();
+        let h = self.hidden;
+        if t == 0 || b == 0 {
+            return;
+        }
+        let u = self.unpacked();
+        let mut state = initial.clone();
+        let mut out = lstm_core::ndarray::Array3::zeros((t, b, h));
+        let mut trace = Trace::zeros(t, b, 4, h);
+        let seq = SeqOptions {
+            layout: Layout::TimeMajor,
+            direction,
+            lengths: None,
+            trace: true,
+        };
+        self.sequence_unchecked(x, &mut state, out.view_mut(), &seq, Some(&mut trace), ws);
+        // The time of each step, in reading order.
+        let time = |k: usize| match direction {
+            Direction::Forward => k,
+            Direction::Reverse => t - 1 - k,
+        };
+        let g4 = 4 * h;
+        let mut dz = Array2::<F>::zeros((t * b, g4));
+        let mut h_prev = Array2::<F>::zeros((t * b, h));
+        for k in 0..t {
+            let rows = s![time(k) * b..(time(k) + 1) * b, ..];
+            match k {
+                0 => h_prev.slice_mut(rows).assign(&initial.h()),
+                _ => h_prev
+                    .slice_mut(rows)
+                    .assign(&out.index_axis(Axis(0), time(k - 1))),
+            }
+        }
+        let (mut dh, mut dc) = (d.h().to_owned(), d.c().to_owned());
+        let ldh = u.wr_t.padded_cols();
+        let ([dh_buf, tanh_c], _, _) = ws.split_reused([b * ldh, b * h]);
+        let one = F::one();
+        let gates = trace.gates.as_slice().expect("standard layout");
+        let cells = trace.cell.as_slice().expect("standard layout");
+        let init_c = initial.c().as_standard_layout().into_owned();
+        let init_c = init_c.as_slice().expect("standard layout");
+        for k in (0..t).rev() {
+            let tk = time(k);
+            dh += &dy.index_axis(Axis(0), tk);
+            let c = &cells[tk * b * h..][..b * h];
+            let c_prev = match k {
+                0 => init_c,
+                _ => &cells[time(k - 1) * b * h..][..b * h],
+            };
+            tanh_c.copy_from_slice(c);
+            if !lstm_kernels::squash(lstm_kernels::Squash::Tanh, tanh_c) {
+                tanh_c.iter_mut().for_each(|v| *v = v.tanh());
+            }
+            let dhs = dh.as_slice_mut().expect("standard layout");
+            let dcs = dc.as_slice_mut().expect("standard layout");
+            let zrows = dz
+                .slice_mut(s![tk * b..(tk + 1) * b, ..])
+                .into_slice()
+                .expect("rows of a standard array");
+            for row in 0..b {
+                let gr = &gates[(tk * b + row) * g4..][..g4];
+                let (gi, rest) = gr.split_at(h);
+                let (gf, rest) = rest.split_at(h);
+                let (gg, go) = rest.split_at(h);
+                let z = &mut zrows[row * g4..][..g4];
+                let (zi, rest) = z.split_at_mut(h);
+                let (zf, rest) = rest.split_at_mut(h);
+                let (zg, zo) = rest.split_at_mut(h);
+                let at = row * h;
+                let (tc, cp) = (&tanh_c[at..at + h], &c_prev[at..at + h]);
+                let (dhr, dcr) = (&dhs[at..at + h], &mut dcs[at..at + h]);
+                for j in 0..h {
+                    let (ig, fg, g, og, t) = (gi[j], gf[j], gg[j], go[j], tc[j]);
+                    let dhv = dhr[j];
+                    let dct = dcr[j] + dhv * og * (one - t * t);
+                    zi[j] = dct * g * ig * (one - ig);
+                    zf[j] = dct * cp[j] * fg * (one - fg);
+                    zg[j] = dct * ig * (one - g * g);
+                    zo[j] = dhv * t * og * (one - og);
+                    dcr[j] = dct * fg;
+                }
+            }
+            let rows = dz.slice(s![tk * b..(tk + 1) * b, ..]);
+            let dzs = rows.as_slice().expect("rows of a standard array");
+            dh_buf.fill(F::zero());
+            lstm_kernels::gemm(b, dzs, g4, &u.wr_t, dh_buf, ldh, None);
+            for (row, mut d) in dh.rows_mut().into_iter().enumerate() {
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = dh_buf[row * ldh + j];
+                }
+            }
+        }
+        d.parts_mut().0.assign(&dh);
+        d.parts_mut().1.assign(&dc);
+        grad.bias += &dz.sum_axis(Axis(0));
+        // dW^T = A^T dZ on the kernels, with dZ packed once for both weights.
+        let dz_packed = Packed::from_fn(t * b, g4, |k, n| dz[[k, n]]);
+        let xs = x.as_standard_layout();
+        let x2 = xs.to_shape((t * b, i)).expect("contiguous");
+        let accumulate = |a: ArrayView2<'_, F>, dw: &mut Array2<F>| {
+            let at = a.t().as_standard_layout().into_owned();
+            let (m, ld) = (at.nrows(), dz_packed.padded_cols());
+            let mut prod = vec![F::zero(); m * ld];
+            lstm_kernels::gemm(
+                m,
+                at.as_slice().expect("standard layout"),
+                t * b,
+                &dz_packed,
+                &mut prod,
+                ld,
+                None,
+            );
+            for (n, mut row) in dw.rows_mut().into_iter().enumerate() {
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v += prod[kk * ld + n];
+                }
+            }
+        };
+        accumulate(x2.view(), &mut grad.w_input);
+        accumulate(h_prev.view(), &mut grad.w_recurrent);
+        let ldx = u.wx_t.padded_cols();
+        let mut dxs = vec![F::zero(); t * b * ldx];
+        let dzs = dz.as_slice().expect("standard layout");
+        lstm_kernels::gemm(t * b, dzs, g4, &u.wx_t, &mut dxs, ldx, None);
+        for tt in 0..t {
+            for row in 0..b {
+                let src = &dxs[(tt * b + row) * ldx..][..i];
+                dx.slice_mut(s![tt, row, ..])
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = v);
+            }
+        }
+    }
 }

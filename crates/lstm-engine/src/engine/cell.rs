@@ -178,6 +178,22 @@ macro_rules! engine_cell {
             ) -> Vec<(&'static str, $crate::lstm_core::ndarray::ArrayD<F>)> {
                 $crate::EngineCell::grad_tensors(self, grad)
             }
+
+            fn sequence_backward_unchecked(
+                &self,
+                input: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
+                initial: &$crate::lstm_core::LstmState<F>,
+                opts: &$crate::lstm_core::SeqOptions<'_>,
+                d_output: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
+                d: &mut $crate::lstm_core::LstmState<F>,
+                d_input: $crate::lstm_core::ndarray::ArrayViewMut3<'_, F>,
+                grad: &mut $crate::EngineGrad<F>,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) {
+                <$crate::LstmEngine<F> as $crate::lstm_core::Backward<F>>::sequence_backward_unchecked(
+                    $crate::EngineCell::engine(self),
+                    input, initial, opts, d_output, d, d_input, grad, ws)
+            }
         }
     };
 }
@@ -364,5 +380,19 @@ impl<F: Scalar> lstm_core::Backward<F> for LstmEngine<F> {
 
     fn grad_tensors(&self, grad: &EngineGrad<F>) -> Vec<(&'static str, ArrayD<F>)> {
         EngineCell::grad_tensors(self, grad)
+    }
+
+    fn sequence_backward_unchecked(
+        &self,
+        input: ArrayView3<'_, F>,
+        initial: &LstmState<F>,
+        opts: &SeqOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d: &mut LstmState<F>,
+        d_input: ArrayViewMut3<'_, F>,
+        grad: &mut EngineGrad<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        self.sequence_backward_rows(input, initial, opts, d_output, d, d_input, grad, ws);
     }
 }
