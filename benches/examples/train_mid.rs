@@ -1,6 +1,7 @@
 //! The train-mid workload of `../shared/PERF.md` (B 32, T 50, I 64, H 128, loss = sum of the
-//! outputs): one forward and backward pass of the split cell through `lstm_core::backward`,
-//! median of 21 runs after 3 of warm-up, on one thread.
+//! outputs): one forward and backward pass of the split cell through
+//! `lstm_core::backward::backward_in` with a kept workspace, median of 21 runs after 3 of
+//! warm-up, on one thread.
 //!
 //! `cargo run --release -p lstm-benches --example train_mid`
 
@@ -18,15 +19,27 @@ fn main() -> lstm_core::Result<()> {
     let dy = Array3::<f32>::ones((t, b, h));
     let opts = SeqOptions::default();
     let mut times = Vec::new();
+    let mut ws = lstm_core::Workspace::new();
     for k in 0..24 {
         let t0 = Instant::now();
-        let g = lstm_core::backward::backward(&cell, x.view(), None, &opts, dy.view(), None)?;
+        let g = lstm_core::backward::backward_in(
+            &cell,
+            x.view(),
+            None,
+            &opts,
+            dy.view(),
+            None,
+            &mut ws,
+        )?;
         std::hint::black_box(&g);
         if k >= 3 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
     times.sort_by(f64::total_cmp);
-    println!("train-mid forward + backward (split cell, 1 thread): {:.2} ms", times[times.len() / 2]);
+    println!(
+        "train-mid forward + backward (split cell, 1 thread): {:.2} ms",
+        times[times.len() / 2]
+    );
     Ok(())
 }

@@ -104,6 +104,31 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
     d_output: ArrayView3<'_, F>,
     d_final: Option<&C::State>,
 ) -> Result<Gradients<F, C::State, C::Grad>> {
+    backward_in(
+        cell,
+        input,
+        initial,
+        opts,
+        d_output,
+        d_final,
+        &mut Workspace::new(),
+    )
+}
+
+/// [`backward`] with the caller's workspace, kept across calls so that a training loop
+/// allocates its buffers once (the returned gradients are new arrays).
+///
+/// # Errors
+/// As [`backward`].
+pub fn backward_in<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    initial: Option<&C::State>,
+    opts: &SeqOptions<'_>,
+    d_output: ArrayView3<'_, F>,
+    d_final: Option<&C::State>,
+    ws: &mut Workspace<F>,
+) -> Result<Gradients<F, C::State, C::Grad>> {
     let (t_len, batch) = unroll::dims(input.shape(), opts.layout);
     let (p, h) = (cell.output_size(), cell.hidden_size());
     let zero = || C::State::zeros(batch, p, h);
@@ -128,13 +153,15 @@ pub fn backward<F: Scalar, C: Backward<F> + ?Sized>(
             d_output.permuted_axes([1, 0, 2]),
         ),
     };
-    let mut ws = Workspace::new();
     let mut grad = cell.zero_grad();
     let mut dx = Array3::zeros((t_len, batch, cell.input_size()));
-    cell.sequence_backward_unchecked(x, &state, opts, dy, &mut d, dx.view_mut(), &mut grad, &mut ws);
+    cell.sequence_backward_unchecked(x, &state, opts, dy, &mut d, dx.view_mut(), &mut grad, ws);
     let input_grad = match opts.layout {
         Layout::TimeMajor => dx,
-        Layout::BatchFirst => dx.permuted_axes([1, 0, 2]).as_standard_layout().into_owned(),
+        Layout::BatchFirst => dx
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned(),
     };
     Ok(Gradients {
         input: input_grad,
@@ -208,7 +235,14 @@ pub fn stepwise_backward<F: Scalar, C: Backward<F> + ?Sized>(
         // the parameters' gradient (the product is linear in it).
         let kept = d.clone();
         zero_rows(d, inactive);
-        cell.step_backward_unchecked(step_input(k).view(), &before[k], d, dxk.view_mut(), grad, ws);
+        cell.step_backward_unchecked(
+            step_input(k).view(),
+            &before[k],
+            d,
+            dxk.view_mut(),
+            grad,
+            ws,
+        );
         restore_inactive(d, &kept, inactive);
         for b in 0..batch {
             let t = time(b, k);

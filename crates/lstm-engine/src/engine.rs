@@ -428,6 +428,43 @@ impl<F: Scalar> LstmEngine<F> {
         });
     }
 
+    /// The chunked whole-sequence path of [`Self::sequence_chunked`] for training: every row
+    /// steps at every position, and after each step its gate activations (`[B, 4H]`, blocks
+    /// i, f, g, o), its cell state and its hidden state (`[B, H]` each, no projection) are
+    /// copied to `gates`, `cells` and `hs` at the step's time index.
+    pub(crate) fn sequence_keeping(
+        &self,
+        input: ArrayView3<'_, F>,
+        state: &mut LstmState<F>,
+        direction: Direction,
+        [gates, cells, hs]: [&mut [F]; 3],
+        ws: &mut Workspace<F>,
+    ) {
+        let (t, b, i) = input.dim();
+        let (h, g4, gp) = (self.hidden, 4 * self.hidden, self.gate_stride());
+        let per_step = b * gp;
+        let chunk = (CHUNK / per_step.max(1)).clamp(1, t.max(1));
+        let ([pre, xbuf], _, ws) =
+            ws.split_reused([chunk * per_step, chunk_copy_len(input, chunk)]);
+        let mut zero_input = self.recurrent_input_is_zero(state);
+        for_each_chunk(input, chunk, direction, xbuf, |xs, steps| {
+            self.wx.apply(steps.len() * b, xs, i, pre, gp, true);
+            for tt in reading_order(direction, steps.clone()) {
+                let z = &mut pre[(tt - steps.start) * per_step..];
+                self.update(z, gp, state, std::mem::take(&mut zero_input), ws);
+                for row in 0..b {
+                    gates[(tt * b + row) * g4..][..g4].copy_from_slice(&z[row * gp..][..g4]);
+                }
+                let (hv, cv) = (state.h(), state.c());
+                cells[tt * b * h..][..b * h]
+                    .copy_from_slice(cv.as_slice().expect("state is standard layout"));
+                hs[tt * b * h..][..b * h]
+                    .copy_from_slice(hv.as_slice().expect("state is standard layout"));
+            }
+            true
+        });
+    }
+
     /// The options of the vectorised gate pass, with the given peephole weights.
     fn gate_options<'p>(&self, peephole: Option<&'p [F]>) -> GateOptions<'p, F> {
         GateOptions {

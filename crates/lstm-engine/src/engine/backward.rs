@@ -10,7 +10,7 @@ use lstm_core::ndarray::linalg::general_mat_mul;
 use lstm_core::ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 
 use lstm_core::ndarray::{ArrayView3, ArrayViewMut3};
-use lstm_core::{Activation, Direction, Layout, RecurrentCell, SeqOptions, Trace, Workspace};
+use lstm_core::{Activation, Direction, SeqOptions, Workspace};
 use lstm_kernels::Packed;
 
 use super::{LstmEngine, OutputMode, Recurrence};
@@ -291,41 +291,41 @@ impl<F: Scalar> LstmEngine<F> {
             return;
         }
         let u = self.unpacked();
+        let g4 = 4 * h;
+        let (ldh, ldx) = (u.wr_t.padded_cols(), u.wx_t.padded_cols());
+        let ([gates, cells, hs, dz, h_prev, dh_buf, tanh_c, dxs], _, ws) = ws.split_reused([
+            t * b * g4,
+            t * b * h,
+            t * b * h,
+            t * b * g4,
+            t * b * h,
+            b * ldh,
+            b * h,
+            t * b * ldx,
+        ]);
         let mut state = initial.clone();
-        let mut out = lstm_core::ndarray::Array3::zeros((t, b, h));
-        let mut trace = Trace::zeros(t, b, 4, h);
-        let seq = SeqOptions {
-            layout: Layout::TimeMajor,
-            direction,
-            lengths: None,
-            trace: true,
-        };
-        self.sequence_unchecked(x, &mut state, out.view_mut(), &seq, Some(&mut trace), ws);
+        self.sequence_keeping(x, &mut state, direction, [gates, cells, hs], ws);
+        let (gates, cells, hs) = (&*gates, &*cells, &*hs);
         // The time of each step, in reading order.
         let time = |k: usize| match direction {
             Direction::Forward => k,
             Direction::Reverse => t - 1 - k,
         };
-        let g4 = 4 * h;
-        let mut dz = Array2::<F>::zeros((t * b, g4));
-        let mut h_prev = Array2::<F>::zeros((t * b, h));
+        let init_h = initial.h().as_standard_layout().into_owned();
+        let init_c = initial.c().as_standard_layout().into_owned();
+        let (init_h, init_c) = (
+            init_h.as_slice().expect("standard layout"),
+            init_c.as_slice().expect("standard layout"),
+        );
         for k in 0..t {
-            let rows = s![time(k) * b..(time(k) + 1) * b, ..];
-            match k {
-                0 => h_prev.slice_mut(rows).assign(&initial.h()),
-                _ => h_prev
-                    .slice_mut(rows)
-                    .assign(&out.index_axis(Axis(0), time(k - 1))),
-            }
+            let src = match k {
+                0 => init_h,
+                _ => &hs[time(k - 1) * b * h..][..b * h],
+            };
+            h_prev[time(k) * b * h..][..b * h].copy_from_slice(src);
         }
         let (mut dh, mut dc) = (d.h().to_owned(), d.c().to_owned());
-        let ldh = u.wr_t.padded_cols();
-        let ([dh_buf, tanh_c], _, _) = ws.split_reused([b * ldh, b * h]);
         let one = F::one();
-        let gates = trace.gates.as_slice().expect("standard layout");
-        let cells = trace.cell.as_slice().expect("standard layout");
-        let init_c = initial.c().as_standard_layout().into_owned();
-        let init_c = init_c.as_slice().expect("standard layout");
         for k in (0..t).rev() {
             let tk = time(k);
             dh += &dy.index_axis(Axis(0), tk);
@@ -340,10 +340,7 @@ impl<F: Scalar> LstmEngine<F> {
             }
             let dhs = dh.as_slice_mut().expect("standard layout");
             let dcs = dc.as_slice_mut().expect("standard layout");
-            let zrows = dz
-                .slice_mut(s![tk * b..(tk + 1) * b, ..])
-                .into_slice()
-                .expect("rows of a standard array");
+            let zrows = &mut dz[tk * b * g4..][..b * g4];
             for row in 0..b {
                 let gr = &gates[(tk * b + row) * g4..][..g4];
                 let (gi, rest) = gr.split_at(h);
@@ -367,10 +364,8 @@ impl<F: Scalar> LstmEngine<F> {
                     dcr[j] = dct * fg;
                 }
             }
-            let rows = dz.slice(s![tk * b..(tk + 1) * b, ..]);
-            let dzs = rows.as_slice().expect("rows of a standard array");
             dh_buf.fill(F::zero());
-            lstm_kernels::gemm(b, dzs, g4, &u.wr_t, dh_buf, ldh, None);
+            lstm_kernels::gemm(b, zrows, g4, &u.wr_t, dh_buf, ldh, None);
             for (row, mut d) in dh.rows_mut().into_iter().enumerate() {
                 for (j, v) in d.iter_mut().enumerate() {
                     *v = dh_buf[row * ldh + j];
@@ -379,36 +374,35 @@ impl<F: Scalar> LstmEngine<F> {
         }
         d.parts_mut().0.assign(&dh);
         d.parts_mut().1.assign(&dc);
+        let dz = ArrayView2::from_shape((t * b, g4), &*dz).expect("sized");
         grad.bias += &dz.sum_axis(Axis(0));
-        // dW^T = A^T dZ on the kernels, with dZ packed once for both weights.
-        let dz_packed = Packed::from_fn(t * b, g4, |k, n| dz[[k, n]]);
+        // dW = dZ^T A on the kernels: dZ^T row-major once, A (the inputs, the previous hidden
+        // states) packed as the right-hand side.
         let xs = x.as_standard_layout();
         let x2 = xs.to_shape((t * b, i)).expect("contiguous");
-        let accumulate = |a: ArrayView2<'_, F>, dw: &mut Array2<F>| {
-            let at = a.t().as_standard_layout().into_owned();
-            let (m, ld) = (at.nrows(), dz_packed.padded_cols());
-            let mut prod = vec![F::zero(); m * ld];
-            lstm_kernels::gemm(
-                m,
-                at.as_slice().expect("standard layout"),
-                t * b,
-                &dz_packed,
-                &mut prod,
-                ld,
-                None,
-            );
-            for (n, mut row) in dw.rows_mut().into_iter().enumerate() {
+        let hp = ArrayView2::from_shape((t * b, h), &*h_prev).expect("sized");
+        let m = t * b;
+        let (ldwx, ldwr) = (i.div_ceil(lstm_kernels::NR), h.div_ceil(lstm_kernels::NR));
+        let (ldwx, ldwr) = (ldwx * lstm_kernels::NR, ldwr * lstm_kernels::NR);
+        let ([dzt, dw], _, _) = ws.split_reused([g4 * m, g4 * ldwx.max(ldwr)]);
+        transpose(dz.as_slice().expect("standard layout"), m, g4, dzt);
+        for (a, ld, target) in [
+            (x2.view(), ldwx, &mut grad.w_input),
+            (hp, ldwr, &mut grad.w_recurrent),
+        ] {
+            let packed = Packed::from_fn(m, a.ncols(), |k, n| a[[k, n]]);
+            let out = &mut dw[..g4 * ld];
+            out.fill(F::zero());
+            lstm_kernels::gemm(g4, dzt, m, &packed, out, ld, None);
+            for (n, mut row) in target.rows_mut().into_iter().enumerate() {
                 for (kk, v) in row.iter_mut().enumerate() {
-                    *v += prod[kk * ld + n];
+                    *v += out[n * ld + kk];
                 }
             }
-        };
-        accumulate(x2.view(), &mut grad.w_input);
-        accumulate(h_prev.view(), &mut grad.w_recurrent);
-        let ldx = u.wx_t.padded_cols();
-        let mut dxs = vec![F::zero(); t * b * ldx];
+        }
+        dxs.fill(F::zero());
         let dzs = dz.as_slice().expect("standard layout");
-        lstm_kernels::gemm(t * b, dzs, g4, &u.wx_t, &mut dxs, ldx, None);
+        lstm_kernels::gemm(t * b, dzs, g4, &u.wx_t, dxs, ldx, None);
         for tt in 0..t {
             for row in 0..b {
                 let src = &dxs[(tt * b + row) * ldx..][..i];
@@ -416,6 +410,21 @@ impl<F: Scalar> LstmEngine<F> {
                     .iter_mut()
                     .zip(src)
                     .for_each(|(d, &v)| *d = v);
+            }
+        }
+    }
+}
+
+/// `dst [cols, rows] = src [rows, cols]^T`, both row-major, in tiles that stay in cache.
+fn transpose<F: Copy>(src: &[F], rows: usize, cols: usize, dst: &mut [F]) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let line = &src[r * cols..][..cols];
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = line[c];
+                }
             }
         }
     }
