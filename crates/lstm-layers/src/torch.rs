@@ -21,7 +21,7 @@ use crate::{LstmStack, Stack};
 
 mod gradients;
 
-pub use gradients::{TorchGradients, named_gradients, save};
+pub use gradients::{NamedTensors, TorchGradients, named_gradients, read_tensors, save};
 
 /// The tensor names of a safetensors file and the prefix of its recurrent model: `prefix` if
 /// given, else the one prefix of a `weight_ih_l0` in the file.
@@ -113,13 +113,37 @@ pub fn model_from_safetensors<F: Scalar>(
         Some(p) => p.to_string(),
         None => find_prefix(&names, name)?,
     };
-    let get = |key: &str| -> Result<Option<ArrayD<F>>> {
-        let full = format!("{prefix}{key}");
-        match st.tensor(&full) {
-            Ok(t) => Ok(Some(to_array(&t, &full)?)),
-            Err(_) => Ok(None),
-        }
-    };
+    model_from_lookup(&names, name, &prefix, |full: &str| match st.tensor(full) {
+        Ok(t) => Ok(Some(to_array(&t, full)?)),
+        Err(_) => Ok(None),
+    })
+}
+
+/// Builds an `nn.LSTM` or `nn.GRU` from named tensors (PyTorch's names after `prefix`), as
+/// [`model_from_safetensors`] does from a file: the model a training run keeps its weights
+/// for. `name` appears in error messages.
+///
+/// # Errors
+/// As [`stack_from_safetensors`].
+pub fn model_from_tensors<F: Scalar>(
+    tensors: &std::collections::BTreeMap<String, ArrayD<F>>,
+    name: &str,
+    prefix: &str,
+) -> Result<TorchModel<F>> {
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    model_from_lookup(&names, name, prefix, |full: &str| {
+        Ok(tensors.get(full).cloned())
+    })
+}
+
+/// The model of the tensors `lookup` finds by full name (`names` are all of them).
+fn model_from_lookup<F: Scalar>(
+    names: &[String],
+    name: &str,
+    prefix: &str,
+    lookup: impl Fn(&str) -> Result<Option<ArrayD<F>>>,
+) -> Result<TorchModel<F>> {
+    let get = |key: &str| -> Result<Option<ArrayD<F>>> { lookup(&format!("{prefix}{key}")) };
     let need = |key: &str| -> Result<ArrayD<F>> {
         get(key)?.ok_or_else(|| LstmError::format(name, format!("missing tensor {prefix}{key}")))
     };

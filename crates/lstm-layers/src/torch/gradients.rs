@@ -208,3 +208,26 @@ pub fn save<F: Scalar>(
         io(e)
     })
 }
+
+/// Tensors by name.
+pub type NamedTensors<F> = std::collections::BTreeMap<String, ArrayD<F>>;
+
+/// Every tensor of a safetensors file at precision `F`, by name, and the header's
+/// `__metadata__`.
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be read, [`LstmError::Format`] for a malformed file,
+/// [`LstmError::Unsupported`] for an element type other than F16, BF16, F32 and F64.
+pub fn read_tensors<F: Scalar>(path: &Path) -> Result<(NamedTensors<F>, HashMap<String, String>)> {
+    let (bytes, name) = super::read(path)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, t) in st.tensors() {
+        let a = super::to_array(&t, &k)?;
+        out.insert(k, a);
+    }
+    Ok((out, header.metadata().clone().unwrap_or_default()))
+}
