@@ -4,6 +4,8 @@
 //! lstm demo                      the seeds' worked examples and a per-step trace of every variant
 //! lstm run --model M --input X.npy --output Y.npy [options]
 //! lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors [options]
+//! lstm train --input X.npy --target Y.npy --output MODEL.safetensors [options]
+//! lstm predict --model MODEL.safetensors --input X.npy --output P.npy
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
 //! ```
 
@@ -33,7 +35,10 @@ mod bench;
 mod demo;
 mod grad;
 mod graph;
+mod plot;
+mod predict;
 mod run;
+mod train;
 
 /// An error of the command line: bad usage, or an error from the library.
 #[derive(Debug)]
@@ -110,6 +115,8 @@ fn run() -> CliResult {
         "run" => run::run(&run::parse(lexopt::Parser::from_args(rest))?),
         "bench" => bench::run(&bench::parse(lexopt::Parser::from_args(rest))?),
         "grad" => grad::run(&grad::parse(lexopt::Parser::from_args(rest))?),
+        "train" => train::run(&train::parse(lexopt::Parser::from_args(rest))?),
+        "predict" => train::predict(&train::parse_predict(lexopt::Parser::from_args(rest))?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -119,7 +126,13 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            out!("{HELP}{}{}{}", run::HELP, grad::HELP, bench::help());
+            out!(
+                "{HELP}{}{}{}{}",
+                run::HELP,
+                grad::HELP,
+                train::HELP,
+                bench::help()
+            );
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),

@@ -70,6 +70,50 @@ impl<F: Scalar> TrainConfig<F> {
         }
     }
 
+    /// The architecture saved in a checkpoint's metadata ([`Trainer::save`]); the training
+    /// hyperparameters take their defaults (Adam at 1e-3, batches of 32, seed 0).
+    ///
+    /// # Errors
+    /// [`LstmError::Format`] naming the first entry that is missing or not understood.
+    pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self> {
+        let bad = |k: &str| {
+            LstmError::format(
+                "checkpoint metadata",
+                format!("missing or unreadable entry {k:?}"),
+            )
+        };
+        let num = |k: &str| -> Result<usize> {
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(k))
+        };
+        let kind = match meta.get("kind").map(String::as_str) {
+            Some("lstm") => Kind::Lstm,
+            Some("gru") => Kind::Gru,
+            _ => return Err(bad("kind")),
+        };
+        Ok(Self {
+            kind,
+            input: num("input_size")?,
+            hidden: num("hidden_size")?,
+            layers: num("num_layers")?,
+            bidirectional: meta
+                .get("bidirectional")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad("bidirectional"))?,
+            proj_size: num("proj_size")?,
+            outputs: num("outputs")?,
+            batch_size: 32,
+            optimizer: Optimizer::adam(),
+            lr: F::of(1e-3),
+            schedule: Schedule::Constant,
+            clip_grad_norm: None,
+            forget_bias: None,
+            seed: 0,
+            threads: 1,
+        })
+    }
+
     fn metadata(&self) -> HashMap<String, String> {
         let v = |x: F| format!("{}", x.f64());
         let mut m = HashMap::new();
@@ -98,6 +142,8 @@ impl<F: Scalar> TrainConfig<F> {
 #[derive(Clone, Debug)]
 pub struct Trainer<F> {
     config: TrainConfig<F>,
+    /// More entries for the checkpoint's metadata.
+    notes: BTreeMap<String, String>,
     tensors: BTreeMap<String, ArrayD<F>>,
     state: OptimizerState<F>,
     scheduler: Scheduler<F>,
@@ -183,11 +229,43 @@ impl<F: Scalar> Trainer<F> {
         let params: Vec<ArrayD<F>> = tensors.values().cloned().collect();
         Ok(Self {
             state: OptimizerState::new(&params),
+            notes: BTreeMap::new(),
             config,
             tensors,
             scheduler,
             epoch: 0,
         })
+    }
+
+    /// Adds an entry to the metadata [`Self::save`] writes (what the weights are for, say).
+    pub fn note(&mut self, key: &str, value: &str) {
+        self.notes.insert(key.to_string(), value.to_string());
+    }
+
+    /// Loads a checkpoint for prediction: the architecture from its metadata, the weights,
+    /// and the metadata itself.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::from_metadata`] and [`Self::resume`].
+    pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
+        let (_, meta) = torch::read_tensors::<F>(path)?;
+        let config = TrainConfig::from_metadata(&meta)?;
+        let mut run = Self::new(config)?;
+        let (weights, _) = torch::read_tensors::<F>(path)?;
+        run.take_weights(&weights, path)?;
+        Ok((run, meta))
+    }
+
+    /// Takes every tensor this run has from `weights`, checking its shape.
+    fn take_weights(&mut self, weights: &torch::NamedTensors<F>, path: &Path) -> Result<()> {
+        for (k, slot) in self.tensors.iter_mut() {
+            let t = weights
+                .get(k)
+                .ok_or_else(|| LstmError::format(path.display(), format!("missing tensor {k}")))?;
+            lstm_core::check_shape(k, t.shape(), slot.shape())?;
+            *slot = t.clone();
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -385,6 +463,9 @@ impl<F: Scalar> Trainer<F> {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut meta = self.config.metadata();
         meta.insert("epoch".into(), self.epoch.to_string());
+        for (k, v) in &self.notes {
+            meta.insert(k.clone(), v.clone());
+        }
         let tensors: Vec<(String, ArrayD<F>)> = self
             .tensors
             .iter()
