@@ -7,7 +7,7 @@
 //! the layer stack (one bidirectional layer) on 1 and 2 threads. The `threads` group runs the
 //! concat cell through `unroll_into_threads` on 1 and 2 threads: batch-large (where two threads
 //! split the hidden units) and one long sequence of a larger model (which one thread would run
-//! alone).
+//! alone). The `train-mid` group times a forward and backward pass of every cell.
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion, w: Workload) {
         rng: &'a mut SplitMix64,
     }
     impl Visit for Each<'_, '_> {
-        fn visit<C: Variant<f32> + Sync + 'static>(&mut self) {
+        fn visit<C: Variant<f32> + lstm_core::Backward<f32> + Sync + 'static>(&mut self) {
             if let Ok(cell) = C::seeded(self.w.input, self.w.hidden, 7) {
                 bench_cell(self.group, &self.w, C::NAME, &cell, self.rng);
             }
@@ -154,12 +154,57 @@ fn bench_threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Training: one forward and backward pass of every registered cell on train-mid (loss = sum
+/// of the outputs), through `lstm_core::backward::backward_in` with a kept workspace.
+fn bench_backward(c: &mut Criterion) {
+    let w = Workload::TRAIN_MID;
+    let mut group = c.benchmark_group(w.name);
+    group.throughput(Throughput::Elements((w.batch * w.steps) as u64));
+    group.sample_size(20);
+    struct Each<'a, 'g> {
+        group: &'a mut BenchmarkGroup<'g, WallTime>,
+        w: Workload,
+    }
+    impl Visit for Each<'_, '_> {
+        fn visit<C: Variant<f32> + lstm_core::Backward<f32> + Sync + 'static>(&mut self) {
+            let w = self.w;
+            let Ok(cell) = C::seeded(w.input, w.hidden, 7) else {
+                return;
+            };
+            let x: Array3<f32> = SplitMix64::new(1).uniform_array((w.steps, w.batch, w.input), 1.0);
+            let dy = Array3::<f32>::ones((w.steps, w.batch, cell.output_size()));
+            let opts = SeqOptions::default();
+            let mut ws = Workspace::new();
+            self.group
+                .bench_function(BenchmarkId::new("backward", C::NAME), |b| {
+                    b.iter(|| {
+                        lstm_core::backward::backward_in(
+                            &cell,
+                            black_box(x.view()),
+                            None,
+                            &opts,
+                            dy.view(),
+                            None,
+                            &mut ws,
+                        )
+                    })
+                });
+        }
+    }
+    variants::each(&mut Each {
+        group: &mut group,
+        w,
+    });
+    group.finish();
+}
+
 fn workloads(c: &mut Criterion) {
     for w in Workload::ALL {
         bench(c, w);
         bench_stack(c, w);
     }
     bench_threads(c);
+    bench_backward(c);
 }
 
 criterion_group!(benches, workloads);

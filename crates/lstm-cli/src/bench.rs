@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use lexopt::prelude::*;
 use lstm_core::ndarray::{Array2, Array3};
-use lstm_core::{RecurrentCell, SeqOptions, Variant, Workspace};
+use lstm_core::{Backward, RecurrentCell, SeqOptions, Variant, Workspace};
 use lstm_engine::init::SplitMix64;
 use lstm_engine::threads;
 use lstm_engine::workload::Workload;
@@ -32,11 +32,12 @@ pub fn help() -> String {
         .map(|(name, about)| format!("            {name:<12} {about}\n"))
         .collect();
     format!(
-        "    lstm bench [--workload stream|seq-small|batch-mid|batch-large] [--variant NAME]
-               [--threads N] [--format json]
+        "    lstm bench [--workload stream|seq-small|batch-mid|batch-large|train-mid]
+               [--variant NAME] [--threads N] [--format json]
         Time the canonical workloads (float32, random weights, after a warm-up) and print the
-        median: ns/step (stream), us/seq (seq-small), ms/batch (batch-*). Default: every
-        variant:
+        median: ns/step (stream), us/seq (seq-small), ms/batch (batch-*; train-mid: one
+        forward and backward pass, loss = sum of the outputs). Default: the four inference
+        workloads and every variant:
 {}            {LAYERS:<12} one bidirectional LSTM layer of the stack
 ",
         lines
@@ -62,7 +63,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
         match arg {
             Long("workload") => {
                 let v = p.value()?.string()?;
-                let w = Workload::by_name(&v).ok_or_else(|| CliError::Usage(format!("unknown workload {v:?} (expected stream, seq-small, batch-mid or batch-large)")))?;
+                let w = Workload::by_name(&v).ok_or_else(|| CliError::Usage(format!("unknown workload {v:?} (expected stream, seq-small, batch-mid, batch-large or train-mid)")))?;
                 a.workloads = vec![w];
             }
             Long("variant") => {
@@ -109,7 +110,7 @@ fn measure(variant: &str, w: &Workload, threads: usize) -> CliResult<(f64, f64)>
         result: Option<CliResult<(f64, f64)>>,
     }
     impl Visit for Measure<'_> {
-        fn visit<C: Variant<f32> + Sync + 'static>(&mut self) {
+        fn visit<C: Variant<f32> + lstm_core::Backward<f32> + Sync + 'static>(&mut self) {
             if self.result.is_none() && self.variant == C::NAME {
                 let w = self.w;
                 self.result = Some(
@@ -138,6 +139,15 @@ fn measure(variant: &str, w: &Workload, threads: usize) -> CliResult<(f64, f64)>
         ..StackOptions::default()
     };
     let (warm, reps) = repetitions(w);
+    if w.trains() {
+        let dy = Array3::<f32>::ones((w.steps, w.batch, 2 * w.hidden));
+        let secs = time_runs(warm, reps, || {
+            stack.backward(x.view(), &[], &opts, dy.view(), &[])?;
+            Ok(())
+        })?;
+        // Forward and backward, three times the forward's work.
+        return Ok((secs, 3.0 * w.flops()));
+    }
     let secs = time_runs(warm, reps, || {
         stack.forward(x.view(), None, None, &opts)?;
         Ok(())
@@ -150,14 +160,14 @@ fn repetitions(w: &Workload) -> (usize, usize) {
     match w.name {
         "stream" => (200, 2000),
         "seq-small" => (2, 301),
-        "batch-mid" => (2, 21),
+        "batch-mid" | "train-mid" => (2, 21),
         _ => (2, 7),
     }
 }
 
 /// Times one cell: a step at a time with its state carried for stream, whole sequences
 /// otherwise.
-fn measure_cell<C: RecurrentCell<f32> + Sync>(
+fn measure_cell<C: RecurrentCell<f32> + Backward<f32> + Sync>(
     cell: &C,
     w: &Workload,
     threads: usize,
@@ -165,6 +175,25 @@ fn measure_cell<C: RecurrentCell<f32> + Sync>(
     let mut rng = SplitMix64::new(1);
     let mut ws = Workspace::new();
     let work = cell.step_work() as f64;
+    if w.trains() {
+        let x: Array3<f32> = rng.uniform_array((w.steps, w.batch, w.input), 1.0);
+        let dy = Array3::<f32>::ones((w.steps, w.batch, cell.output_size()));
+        let opts = SeqOptions::default();
+        let (warm, reps) = repetitions(w);
+        let secs = time_runs(warm, reps, || {
+            lstm_core::backward::backward_in(
+                cell,
+                x.view(),
+                None,
+                &opts,
+                dy.view(),
+                None,
+                &mut ws,
+            )?;
+            Ok(())
+        })?;
+        return Ok((secs, 3.0 * work * (w.steps * w.batch) as f64));
+    }
     if w.name == "stream" {
         let x: Array2<f32> = rng.uniform_array((1, w.input), 1.0);
         let mut gates = Array2::zeros((1, cell.gate_count() * cell.hidden_size()));

@@ -5,7 +5,7 @@
 //! the criterion benchmarks find every registered cell's name, description and constructor
 //! through [`each`], and run it through [`lstm_core::RecurrentCell`], whatever its state.
 
-use lstm_core::Variant;
+use lstm_core::{Backward, Variant};
 
 /// Calls `$m!(Type, ...)` with every registered cell type.
 macro_rules! registered {
@@ -23,7 +23,7 @@ macro_rules! registered {
 /// What a caller does with each registered cell type.
 pub trait Visit {
     /// Called once for every registered type, in the order of the list.
-    fn visit<C: Variant<f32> + Sync + 'static>(&mut self);
+    fn visit<C: Variant<f32> + Backward<f32> + Sync + 'static>(&mut self);
 }
 
 /// Calls [`Visit::visit`] with every registered cell type, in order.
@@ -41,7 +41,7 @@ pub fn each(v: &mut impl Visit) {
 pub fn names() -> Vec<(&'static str, &'static str)> {
     struct Names(Vec<(&'static str, &'static str)>);
     impl Visit for Names {
-        fn visit<C: Variant<f32> + Sync + 'static>(&mut self) {
+        fn visit<C: Variant<f32> + Backward<f32> + Sync + 'static>(&mut self) {
             self.0.push((C::NAME, C::ABOUT));
         }
     }

@@ -48,7 +48,16 @@ impl Workload {
         input: 512,
         hidden: 1024,
     };
-    /// All four, smallest first.
+    /// Training: one forward and backward pass of a batch (loss = sum of the outputs),
+    /// reported per batch.
+    pub const TRAIN_MID: Workload = Workload {
+        name: "train-mid",
+        batch: 32,
+        steps: 50,
+        input: 64,
+        hidden: 128,
+    };
+    /// The four inference workloads, smallest first.
     pub const ALL: [Workload; 4] = [
         Self::STREAM,
         Self::SEQ_SMALL,
@@ -56,9 +65,17 @@ impl Workload {
         Self::BATCH_LARGE,
     ];
 
-    /// The workload of the given name.
+    /// The workload of the given name, [`Self::TRAIN_MID`] included.
     pub fn by_name(name: &str) -> Option<Workload> {
-        Self::ALL.into_iter().find(|w| w.name == name)
+        Self::ALL
+            .into_iter()
+            .chain([Self::TRAIN_MID])
+            .find(|w| w.name == name)
+    }
+
+    /// Whether the workload times a backward pass too.
+    pub fn trains(&self) -> bool {
+        self.name == Self::TRAIN_MID.name
     }
 
     /// Floating-point operations of one run of a standard cell (2 per multiply-add of the two
