@@ -22,13 +22,16 @@ pub const HELP: &str = "\
                [--hidden H] [--layers N] [--bidirectional] [--proj-size P]
                [--task regression|classification] [--per-step] [--epochs E] [--batch-size B]
                [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay W] [--clip-grad-norm X]
-               [--validation-split F] [--sequence-lens LENS.npy] [--batch-first] [--seed S]
+               [--tbptt K] [--validation-split F] [--sequence-lens LENS.npy] [--batch-first]
+               [--seed S]
                [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
         Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
         Regression targets are float [B, O] ([T, B, O] with --per-step), classification
         targets integer class ids [B] ([T, B]). MODEL holds PyTorch's names (lstm.* or gru.*,
         head.weight, head.bias), loadable by load_state_dict; the optimizer state goes to
-        MODEL.optimizer.safetensors for --resume. Defaults: lstm, H 32, 1 layer, regression,
+        MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
+        steps, one optimizer step per chunk, the state carried (--per-step, one direction).
+        Defaults: lstm, H 32, 1 layer, regression,
         10 epochs, batches of 32, adam, lr 1e-3, no validation, seed 0.
     lstm predict --model MODEL.safetensors --input X.npy --output P.npy [--sequence-lens LENS.npy]
                [--batch-first] [--threads N]
@@ -61,6 +64,7 @@ pub struct TrainArgs {
     seed: u64,
     threads: usize,
     resume: Option<PathBuf>,
+    tbptt: Option<usize>,
     plot: Option<PathBuf>,
     json: bool,
 }
@@ -96,6 +100,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
         seed: 0,
         threads: 1,
         resume: None,
+        tbptt: None,
         plot: None,
         json: false,
     };
@@ -148,12 +153,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
             Long("resume") => a.resume = Some(p.value()?.into()),
             Long("loss-plot") => a.plot = Some(p.value()?.into()),
-            Long("tbptt") => {
-                return Err(LstmError::unsupported(
-                    "--tbptt (truncated backpropagation through time is not built yet)",
-                )
-                .into());
-            }
+            Long("tbptt") => a.tbptt = Some(number(&mut p, "--tbptt")?),
             Long("format") => {
                 let v = p.value()?.string()?;
                 a.json = match v.as_str() {
@@ -371,6 +371,7 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
         forget_bias: None,
         seed: a.seed,
         threads: a.threads,
+        tbptt: a.tbptt,
     };
     let mut run = match &a.resume {
         Some(p) => Trainer::resume(config, p)?,

@@ -174,7 +174,8 @@ fn bad_uses_are_errors() {
         &["train", "--input", &x, "--output", &model],
         &["needs --target"],
     );
-    t(&["--tbptt", "5"], &["tbptt", "not built"]);
+    t(&["--tbptt", "3"], &["truncated", "every step"]);
+    t(&["--tbptt", "0"], &["tbptt", "at least one step"]);
     t(&["--variant", "peephole"], &["peephole", "do not yet"]);
     t(&["--task", "ranking"], &["regression or classification"]);
     t(&["--validation-split", "1.0"], &["fraction"]);

@@ -52,6 +52,7 @@ fn main() -> lstm_core::Result<()> {
         forget_bias: Some(1.0),
         seed: 7,
         threads: 1,
+        tbptt: None,
     };
     let mut run = Trainer::new(config)?;
     let (target, target_v) = (Target::Values(y), Target::Values(yv));

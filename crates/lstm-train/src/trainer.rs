@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use lstm_core::ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, IxDyn};
+use lstm_core::ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, IxDyn, s};
 use lstm_core::{Layout, LstmError, Result, Scalar};
 use lstm_engine::init::SplitMix64;
 use lstm_layers::StackOptions;
@@ -60,6 +60,9 @@ pub struct TrainConfig<F> {
     pub seed: u64,
     /// Threads of the forward runs.
     pub threads: usize,
+    /// Truncated backpropagation through time: chunks of this many steps (see
+    /// [`Trainer::step`]).
+    pub tbptt: Option<usize>,
 }
 
 impl<F: Scalar> TrainConfig<F> {
@@ -111,6 +114,7 @@ impl<F: Scalar> TrainConfig<F> {
             forget_bias: None,
             seed: 0,
             threads: 1,
+            tbptt: None,
         })
     }
 
@@ -173,6 +177,9 @@ impl<F: Scalar> Trainer<F> {
                 "training configuration",
                 "input, hidden, layers, outputs and batch size must be at least 1",
             ));
+        }
+        if c.tbptt == Some(0) {
+            return Err(LstmError::invalid("tbptt", "chunks need at least one step"));
         }
         if c.proj_size > 0 && (c.kind == Kind::Gru || c.proj_size >= c.hidden) {
             return Err(LstmError::invalid(
@@ -333,24 +340,93 @@ impl<F: Scalar> Trainer<F> {
     }
 
     /// One optimizer step on one mini-batch (`x [T, B, I]` time-major, `lengths` of its rows);
-    /// returns the batch's loss and correct count.
+    /// returns the batch's loss and correct count. With [`TrainConfig::tbptt`] set to `K`
+    /// below `T`, the batch is cut into chunks of `K` steps: truncated backpropagation
+    /// through time, one optimizer step per chunk, the final states of a chunk (detached)
+    /// starting the next; the loss returned is the mean over the chunks.
     ///
     /// # Errors
     /// As [`Head::loss`] and [`lstm_layers::Stack::backward`];
     /// [`LstmError::NonFinite`] when the gradients are not finite (the weights are then left
-    /// as they were).
+    /// as they were); [`LstmError::Invalid`] for truncation with last-step targets or two
+    /// directions.
     pub fn step(
         &mut self,
         x: ArrayView3<'_, F>,
         lengths: &[usize],
         target: &Target<F>,
     ) -> Result<(F, Option<usize>)> {
+        let t = x.dim().0;
+        let k = match self.config.tbptt {
+            Some(k) if k < t => k,
+            _ => {
+                return self
+                    .step_from(x, lengths, target, None)
+                    .map(|(l, c, _)| (l, c));
+            }
+        };
+        if !target.per_step() || self.config.bidirectional {
+            return Err(LstmError::invalid(
+                "truncated backpropagation",
+                "needs targets at every step and one direction",
+            ));
+        }
+        let (mut sum, mut chunks, mut correct, mut carried) = (F::zero(), 0usize, None, None);
+        for t0 in (0..t).step_by(k) {
+            let t1 = (t0 + k).min(t);
+            let lc: Vec<usize> = lengths
+                .iter()
+                .map(|&l| l.saturating_sub(t0).min(t1 - t0))
+                .collect();
+            if lc.iter().all(|&l| l == 0) {
+                break;
+            }
+            let tc = match target {
+                Target::StepValues(v) => Target::StepValues(v.slice(s![t0..t1, .., ..]).to_owned()),
+                Target::StepClasses(c) => Target::StepClasses(c.slice(s![t0..t1, ..]).to_owned()),
+                _ => unreachable!("checked: targets at every step"),
+            };
+            let xc = x.slice(s![t0..t1, .., ..]);
+            let (loss, c, finals) = self.step_from(xc, &lc, &tc, carried.as_deref())?;
+            sum += loss;
+            chunks += 1;
+            if let Some(c) = c {
+                *correct.get_or_insert(0) += c;
+            }
+            carried = Some(finals);
+        }
+        Ok((sum / F::of(chunks.max(1) as f64), correct))
+    }
+
+    /// One optimizer step from the initial states `initial` (zero if `None`); the loss, the
+    /// correct count and the final states.
+    fn step_from(
+        &mut self,
+        x: ArrayView3<'_, F>,
+        lengths: &[usize],
+        target: &Target<F>,
+        initial: Option<&[Array3<F>]>,
+    ) -> Result<(F, Option<usize>, Vec<Array3<F>>)> {
         let model = self.model()?;
         let head = self.head()?;
-        let output = self.output(&model, x, lengths)?;
-        let hg = head.loss(output.view(), lengths, target)?;
         let opts = self.stack_opts(lengths);
-        let g = model.backward(x, None, None, &opts, hg.d_output.view(), None, None)?;
+        let init: Vec<Option<ArrayView3<'_, F>>> = initial
+            .map(|parts| parts.iter().map(|a| Some(a.view())).collect())
+            .unwrap_or_default();
+        let states = match &model {
+            TorchModel::Lstm(s) => s.forward_states(x, &init, &opts)?,
+            TorchModel::Gru(s) => s.forward_states(x, &init, &opts)?,
+        };
+        let hg = head.loss(states.output.view(), lengths, target)?;
+        let part = |k: usize| init.get(k).copied().flatten();
+        let g = match &model {
+            TorchModel::Lstm(_) => {
+                model.backward(x, part(0), part(1), &opts, hg.d_output.view(), None, None)?
+            }
+            TorchModel::Gru(_) => {
+                model.backward(x, part(0), None, &opts, hg.d_output.view(), None, None)?
+            }
+        };
         let names: Vec<String> = self.tensors.keys().cloned().collect();
         let mut named: BTreeMap<String, ArrayD<F>> =
             torch::named_gradients(&g, self.config.prefix(), &names)
@@ -379,7 +455,7 @@ impl<F: Scalar> Trainer<F> {
         for (slot, p) in self.tensors.values_mut().zip(params) {
             *slot = p;
         }
-        Ok((hg.loss, hg.correct))
+        Ok((hg.loss, hg.correct, states.finals))
     }
 
     /// One epoch over the samples of `x [T, N, I]` (time-major) in mini-batches, in an order

@@ -42,6 +42,7 @@ fn a_checkpoint_loads_into_pytorch() {
         forget_bias: Some(1.0),
         seed: 1,
         threads: 1,
+        tbptt: None,
     };
     let mut run = Trainer::new(config).unwrap();
     let lengths = vec![6; 8];

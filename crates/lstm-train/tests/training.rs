@@ -24,6 +24,7 @@ fn config(kind: Kind) -> TrainConfig<f64> {
         forget_bias: None,
         seed: 3,
         threads: 1,
+        tbptt: None,
     }
 }
 
@@ -207,4 +208,45 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = x.len_of(Axis(0));
+}
+
+/// Truncated backpropagation: chunks as long as the sequence are the whole batch, bit for bit;
+/// shorter chunks carry the state, so a target that needs the whole history is still learnt.
+#[test]
+fn truncated_backpropagation_carries_the_state() {
+    let mut rng = SplitMix64::new(8);
+    let (t, n) = (12, 64);
+    let x: Array3<f64> = rng.uniform_array((t, n, 2), 1.0);
+    // The running mean of feature 0: every step needs the steps before it.
+    let y = Array3::from_shape_fn((t, n, 1), |(s, b, _)| {
+        (0..=s).map(|k| x[[k, b, 0]]).sum::<f64>() / (s + 1) as f64
+    });
+    let target = Target::StepValues(y);
+    let lengths: Vec<usize> = (0..n).map(|k| t - k % 4).collect();
+    let mut c = config(Kind::Lstm);
+    c.tbptt = Some(t);
+    let mut whole = Trainer::new(config(Kind::Lstm)).unwrap();
+    let mut same = Trainer::new(c.clone()).unwrap();
+    for _ in 0..2 {
+        whole.epoch_on(x.view(), &lengths, &target).unwrap();
+        same.epoch_on(x.view(), &lengths, &target).unwrap();
+    }
+    assert_eq!(whole.tensors(), same.tensors(), "K = T is no truncation");
+    c.tbptt = Some(4);
+    let mut run = Trainer::new(c.clone()).unwrap();
+    let first = run.evaluate(x.view(), &lengths, &target).unwrap().loss;
+    for _ in 0..30 {
+        run.epoch_on(x.view(), &lengths, &target).unwrap();
+    }
+    let last = run.evaluate(x.view(), &lengths, &target).unwrap().loss;
+    assert!(last < 0.1 * first, "loss {first} -> {last}");
+    assert_ne!(run.tensors(), whole.tensors());
+    // Truncation needs targets at every step and one direction.
+    let mut bi = c.clone();
+    bi.bidirectional = true;
+    let mut r = Trainer::new(bi).unwrap();
+    assert!(r.epoch_on(x.view(), &lengths, &target).is_err());
+    let last_step = Target::Values(Array2::zeros((n, 1)));
+    let mut r = Trainer::new(c).unwrap();
+    assert!(r.epoch_on(x.view(), &lengths, &last_step).is_err());
 }
