@@ -22,7 +22,7 @@ pub const HELP: &str = "\
                [--hidden H] [--layers N] [--bidirectional] [--proj-size P]
                [--task regression|classification] [--per-step] [--epochs E] [--batch-size B]
                [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay W] [--clip-grad-norm X]
-               [--tbptt K] [--validation-split F] [--sequence-lens LENS.npy] [--batch-first]
+               [--tbptt K] [--dropout P] [--validation-split F] [--sequence-lens LENS.npy] [--batch-first]
                [--seed S]
                [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
         Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
@@ -31,6 +31,7 @@ pub const HELP: &str = "\
         head.weight, head.bias), loadable by load_state_dict; the optimizer state goes to
         MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
         steps, one optimizer step per chunk, the state carried (--per-step, one direction).
+        --dropout P drops between layers while training, as nn.LSTM(dropout=P) does.
         Defaults: lstm, H 32, 1 layer, regression,
         10 epochs, batches of 32, adam, lr 1e-3, no validation, seed 0.
     lstm predict --model MODEL.safetensors --input X.npy --output P.npy [--sequence-lens LENS.npy]
@@ -65,6 +66,7 @@ pub struct TrainArgs {
     threads: usize,
     resume: Option<PathBuf>,
     tbptt: Option<usize>,
+    dropout: Option<f64>,
     plot: Option<PathBuf>,
     json: bool,
 }
@@ -101,6 +103,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
         threads: 1,
         resume: None,
         tbptt: None,
+        dropout: None,
         plot: None,
         json: false,
     };
@@ -154,6 +157,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("resume") => a.resume = Some(p.value()?.into()),
             Long("loss-plot") => a.plot = Some(p.value()?.into()),
             Long("tbptt") => a.tbptt = Some(number(&mut p, "--tbptt")?),
+            Long("dropout") => a.dropout = Some(number(&mut p, "--dropout")?),
             Long("format") => {
                 let v = p.value()?.string()?;
                 a.json = match v.as_str() {
@@ -372,6 +376,7 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
         seed: a.seed,
         threads: a.threads,
         tbptt: a.tbptt,
+        dropout: a.dropout,
     };
     let mut run = match &a.resume {
         Some(p) => Trainer::resume(config, p)?,

@@ -10,6 +10,6 @@ pub mod torch;
 
 pub use readout::Readout;
 pub use stack::{
-    EmptyFinalState, LstmStack, Stack, StackGradients, StackOptions, StackOutput, StackStates,
-    lengths_from_signed,
+    Dropout, EmptyFinalState, LstmStack, Stack, StackGradients, StackOptions, StackOutput,
+    StackStates, lengths_from_signed,
 };

@@ -44,8 +44,38 @@ pub enum EmptyFinalState {
     Zero,
 }
 
+/// Inter-layer dropout in training mode, as `nn.LSTM(dropout = p)` means it: each element of
+/// every layer's output but the last is zeroed with probability `p` and the others scaled by
+/// `1 / (1 - p)`. The masks come from `seed` and the layer, so that a forward run and the
+/// backward run of the same options use the same ones (PyTorch's own random numbers cannot be
+/// reproduced).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// Probability of zeroing an element, in `[0, 1)`.
+    pub p: f64,
+    /// Seed of the masks.
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// The mask of layer `layer`'s output `[T, B, W]`: `0` or `1 / (1 - p)` per element.
+    fn mask<F: Scalar>(&self, layer: usize, shape: (usize, usize, usize)) -> Array3<F> {
+        let mut rng = lstm_engine::init::SplitMix64::new(
+            self.seed ^ (layer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let keep = F::of(1.0 / (1.0 - self.p));
+        Array3::from_shape_simple_fn(shape, || {
+            if rng.uniform() < self.p {
+                F::zero()
+            } else {
+                keep
+            }
+        })
+    }
+}
+
 /// Options of a stack run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StackOptions<'a> {
     /// Layout of the input and the output sequence.
     pub layout: Layout,
@@ -57,6 +87,8 @@ pub struct StackOptions<'a> {
     /// directions of a bidirectional layer run at once, and each direction's batch is split
     /// over the threads left to it.
     pub threads: usize,
+    /// Inter-layer dropout (training mode); none by default.
+    pub dropout: Option<Dropout>,
 }
 
 /// The result of [`LstmStack::forward`], shaped as `torch.nn.LSTM` returns it.
@@ -231,6 +263,14 @@ impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
         if let Some(lengths) = opts.lengths {
             unroll::check_lengths(lengths, b, t)?;
         }
+        if let Some(drop) = opts.dropout
+            && !(0.0..1.0).contains(&drop.p)
+        {
+            return Err(LstmError::invalid(
+                "dropout",
+                format!("the probability must be in [0, 1), got {}", drop.p),
+            ));
+        }
         let x_tm = match opts.layout {
             Layout::TimeMajor => x,
             Layout::BatchFirst => x.permuted_axes([1, 0, 2]),
@@ -306,6 +346,11 @@ impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
                 for (part, fin) in finals.iter_mut().enumerate() {
                     fin.index_axis_mut(Axis(0), idx).assign(&state.part(part));
                 }
+            }
+            if let Some(drop) = opts.dropout
+                && k + 1 < self.layers.len()
+            {
+                out *= &drop.mask::<F>(k, out.dim());
             }
             layer_in = Some(out);
         }

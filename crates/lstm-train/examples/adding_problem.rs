@@ -53,6 +53,7 @@ fn main() -> lstm_core::Result<()> {
         seed: 7,
         threads: 1,
         tbptt: None,
+        dropout: None,
     };
     let mut run = Trainer::new(config)?;
     let (target, target_v) = (Target::Values(y), Target::Values(yv));

@@ -63,6 +63,10 @@ pub struct TrainConfig<F> {
     /// Truncated backpropagation through time: chunks of this many steps (see
     /// [`Trainer::step`]).
     pub tbptt: Option<usize>,
+    /// Inter-layer dropout probability while training ([`lstm_layers::Dropout`]; a new mask
+    /// for every optimizer step, from the seed and the step count). Evaluation and prediction
+    /// run without it.
+    pub dropout: Option<f64>,
 }
 
 impl<F: Scalar> TrainConfig<F> {
@@ -115,6 +119,7 @@ impl<F: Scalar> TrainConfig<F> {
             seed: 0,
             threads: 1,
             tbptt: None,
+            dropout: None,
         })
     }
 
@@ -176,6 +181,12 @@ impl<F: Scalar> Trainer<F> {
             return Err(LstmError::invalid(
                 "training configuration",
                 "input, hidden, layers, outputs and batch size must be at least 1",
+            ));
+        }
+        if c.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+            return Err(LstmError::invalid(
+                "dropout",
+                "the probability must be in [0, 1)",
             ));
         }
         if c.tbptt == Some(0) {
@@ -325,6 +336,18 @@ impl<F: Scalar> Trainer<F> {
         }
     }
 
+    /// [`Self::stack_opts`] in training mode: with this step's dropout masks.
+    fn train_opts<'a>(&self, lengths: &'a [usize]) -> StackOptions<'a> {
+        let seed = self.config.seed ^ self.state.step.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        StackOptions {
+            dropout: self
+                .config
+                .dropout
+                .map(|p| lstm_layers::Dropout { p, seed }),
+            ..self.stack_opts(lengths)
+        }
+    }
+
     /// The stack's time-major output `[T, B, D * P]` for `x [T, B, I]`.
     fn output(
         &self,
@@ -409,7 +432,7 @@ impl<F: Scalar> Trainer<F> {
     ) -> Result<(F, Option<usize>, Vec<Array3<F>>)> {
         let model = self.model()?;
         let head = self.head()?;
-        let opts = self.stack_opts(lengths);
+        let opts = self.train_opts(lengths);
         let init: Vec<Option<ArrayView3<'_, F>>> = initial
             .map(|parts| parts.iter().map(|a| Some(a.view())).collect())
             .unwrap_or_default();

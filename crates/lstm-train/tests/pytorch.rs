@@ -43,6 +43,7 @@ fn a_checkpoint_loads_into_pytorch() {
         seed: 1,
         threads: 1,
         tbptt: None,
+        dropout: None,
     };
     let mut run = Trainer::new(config).unwrap();
     let lengths = vec![6; 8];

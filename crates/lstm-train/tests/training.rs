@@ -25,6 +25,7 @@ fn config(kind: Kind) -> TrainConfig<f64> {
         seed: 3,
         threads: 1,
         tbptt: None,
+        dropout: None,
     }
 }
 
@@ -249,4 +250,29 @@ fn truncated_backpropagation_carries_the_state() {
     let last_step = Target::Values(Array2::zeros((n, 1)));
     let mut r = Trainer::new(c).unwrap();
     assert!(r.epoch_on(x.view(), &lengths, &last_step).is_err());
+}
+
+/// Dropout between layers while training: a different run from the same seed, still learning;
+/// evaluation runs without it (deterministic); a probability outside `[0, 1)` is refused.
+#[test]
+fn dropout_trains_and_evaluates_without_masks() {
+    let (x, lengths, y) = data(96, 5, 6);
+    let target = Target::Values(y);
+    let mut c = config(Kind::Lstm);
+    c.layers = 2;
+    let mut plain = Trainer::new(c.clone()).unwrap();
+    c.dropout = Some(0.2);
+    let mut dropped = Trainer::new(c.clone()).unwrap();
+    let first = dropped.evaluate(x.view(), &lengths, &target).unwrap().loss;
+    for _ in 0..40 {
+        plain.epoch_on(x.view(), &lengths, &target).unwrap();
+        dropped.epoch_on(x.view(), &lengths, &target).unwrap();
+    }
+    assert_ne!(plain.tensors(), dropped.tensors());
+    let a = dropped.evaluate(x.view(), &lengths, &target).unwrap().loss;
+    let b = dropped.evaluate(x.view(), &lengths, &target).unwrap().loss;
+    assert_eq!(a, b, "evaluation has no dropout");
+    assert!(a < 0.2 * first, "loss {first} -> {a}");
+    c.dropout = Some(1.0);
+    assert!(Trainer::new(c).is_err());
 }

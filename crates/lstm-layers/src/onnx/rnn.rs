@@ -363,6 +363,7 @@ pub(super) fn run_as_node<F: Scalar, C: RecurrentCell<F> + Sync>(
         lengths: lengths.as_deref(),
         empty_final_state: EmptyFinalState::Zero,
         threads,
+        dropout: None,
     };
     let out = stack.forward_states(x, &views, &opts)?;
     let y = if batch_first {

@@ -86,6 +86,9 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
                 out.slice_mut(s![.., .., dir * p..(dir + 1) * p])
                     .assign(&run.output);
             }
+            if let Some(drop) = opts.dropout {
+                out *= &drop.mask::<F>(idx, out.dim());
+            }
             inputs.push(out);
         }
         let mut d_out = time_major(d_output);
@@ -129,6 +132,12 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
                 grads.push(g.params);
             }
             params.push(grads);
+            // The layer below's output went through its dropout mask.
+            if let Some(drop) = opts.dropout
+                && k > 0
+            {
+                d_in *= &drop.mask::<F>(k - 1, d_in.dim());
+            }
             d_out = d_in;
         }
         params.reverse();
