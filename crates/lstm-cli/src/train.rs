@@ -18,7 +18,7 @@ pub use crate::predict::{parse_predict, predict};
 use crate::{CliError, CliResult};
 
 pub const HELP: &str = "\
-    lstm train --input X.npy --target Y.npy --output MODEL.safetensors [--variant lstm|gru]
+    lstm train --input X.npy --target Y.npy --output MODEL.safetensors [--variant V]
                [--hidden H] [--layers N] [--bidirectional] [--proj-size P]
                [--task regression|classification] [--per-step] [--epochs E] [--batch-size B]
                [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay W] [--clip-grad-norm X]
@@ -27,8 +27,10 @@ pub const HELP: &str = "\
                [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
         Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
         Regression targets are float [B, O] ([T, B, O] with --per-step), classification
-        targets integer class ids [B] ([T, B]). MODEL holds PyTorch's names (lstm.* or gru.*,
-        head.weight, head.bias), loadable by load_state_dict; the optimizer state goes to
+        targets integer class ids [B] ([T, B]). V: lstm (also concat, split), gru, peephole,
+        state-gated. MODEL holds PyTorch's names (lstm.* or gru.*, head.weight, head.bias),
+        loadable by load_state_dict (peephole adds lstm.weight_peephole_l*, state-gated has
+        lstm.weight_ch_l* [3H, H] for weight_hh_l*); the optimizer state goes to
         MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
         steps, one optimizer step per chunk, the state carried (--per-step, one direction).
         --dropout P drops between layers while training, as nn.LSTM(dropout=P) does.
@@ -114,17 +116,11 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("output") => a.output = Some(p.value()?.into()),
             Long("variant") => {
                 let v = p.value()?.string()?;
-                a.kind = match v.as_str() {
-                    "lstm" | "concat" | "split" => Kind::Lstm,
-                    "gru" => Kind::Gru,
-                    other => {
-                        return Err(LstmError::unsupported(format!(
-                            "training the {other:?} variant (lstm, concat, split and gru train; \
-                             the peephole and state-gated cells do not yet)"
-                        ))
-                        .into());
-                    }
-                };
+                a.kind = Kind::from_name(&v).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--variant is lstm (concat, split), gru, peephole or state-gated, got {v:?}"
+                    ))
+                })?;
             }
             Long("hidden") => a.hidden = number(&mut p, "--hidden")?,
             Long("layers") => a.layers = number(&mut p, "--layers")?,

@@ -176,7 +176,7 @@ fn bad_uses_are_errors() {
     );
     t(&["--tbptt", "3"], &["truncated", "every step"]);
     t(&["--tbptt", "0"], &["tbptt", "at least one step"]);
-    t(&["--variant", "peephole"], &["peephole", "do not yet"]);
+    t(&["--variant", "elman"], &["--variant", "state-gated"]);
     t(&["--task", "ranking"], &["regression or classification"]);
     t(&["--validation-split", "1.0"], &["fraction"]);
     t(&["--optimizer", "lion"], &["sgd, adam or adamw"]);

@@ -94,6 +94,7 @@ struct LayerTensors<F> {
     w_hh: ArrayD<F>,
     biases: Vec<ArrayD<F>>,
     w_hr: Option<ArrayD<F>>,
+    w_peep: Option<ArrayD<F>>,
 }
 
 /// Builds an `nn.LSTM` or `nn.GRU` (told apart by `weight_hh_l0`: `3H` rows for `H` columns is
@@ -169,6 +170,16 @@ fn model_from_lookup<F: Scalar>(
     };
     let has_bias = get("bias_ih_l0")?.is_some();
     let has_proj = get("weight_hr_l0")?.is_some();
+    // The variants nn.LSTM lacks, in the same scheme: diagonal peepholes
+    // `weight_peephole_l{k} [3, H]` (i, f, o), and the state-gated cell, whose gates read
+    // `c_{t-1}` through `weight_ch_l{k} [3H, H]` (i, f, o) in place of `weight_hh_l{k}`.
+    let has_peep = get("weight_peephole_l0")?.is_some();
+    let state_gated = get("weight_ch_l0")?.is_some();
+    let hh = if state_gated {
+        "weight_ch"
+    } else {
+        "weight_hh"
+    };
     let mut tensors = Vec::new();
     while get(&format!("weight_ih_l{}", tensors.len()))?.is_some() {
         let k = tensors.len();
@@ -178,7 +189,7 @@ fn model_from_lookup<F: Scalar>(
             let m = |key: String| -> Result<ArrayD<F>> { need(&key) };
             dirs.push(LayerTensors {
                 w_ih: m(format!("weight_ih_l{k}{sfx}"))?,
-                w_hh: m(format!("weight_hh_l{k}{sfx}"))?,
+                w_hh: m(format!("{hh}_l{k}{sfx}"))?,
                 biases: if has_bias {
                     vec![
                         m(format!("bias_ih_l{k}{sfx}"))?,
@@ -189,6 +200,11 @@ fn model_from_lookup<F: Scalar>(
                 },
                 w_hr: if has_proj {
                     Some(m(format!("weight_hr_l{k}{sfx}"))?)
+                } else {
+                    None
+                },
+                w_peep: if has_peep {
+                    Some(m(format!("weight_peephole_l{k}{sfx}"))?)
                 } else {
                     None
                 },
@@ -225,13 +241,32 @@ fn model_from_lookup<F: Scalar>(
     let lstm_engine = |k: usize, d: usize, t: &LayerTensors<F>| -> Result<LstmEngine<F>> {
         let s = sfx(d);
         let w_ih = matrix(&t.w_ih, format!("weight_ih_l{k}{s}")).map_err(ctx(k, d))?;
-        let w_hh = matrix(&t.w_hh, format!("weight_hh_l{k}{s}")).map_err(ctx(k, d))?;
-        let mut spec = EngineSpec::standard(w_ih, w_hh);
+        let w_hh = matrix(&t.w_hh, format!("{hh}_l{k}{s}")).map_err(ctx(k, d))?;
+        let full;
+        let mut spec = if state_gated {
+            let h = w_hh.ncols();
+            lstm_core::check_shape(&format!("{hh}_l{k}{s}"), w_hh.shape(), &[3 * h, h])
+                .map_err(ctx(k, d))?;
+            full = lstm_core::ndarray::Array2::from_shape_fn((4 * h, h), |(r, c)| match r / h {
+                0 | 1 => w_hh[[r, c]],
+                2 => F::zero(),
+                _ => w_hh[[r - h, c]],
+            });
+            let mut spec = EngineSpec::standard(w_ih, full.view());
+            spec.recurrence = lstm_engine::Recurrence::Cell;
+            spec.output_mode = lstm_engine::OutputMode::SquashGated;
+            spec
+        } else {
+            EngineSpec::standard(w_ih, w_hh)
+        };
         for b in &t.biases {
             spec.biases.push(vector(b).map_err(ctx(k, d))?);
         }
         if let Some(p) = &t.w_hr {
             spec.projection = Some(matrix(p, format!("weight_hr_l{k}{s}")).map_err(ctx(k, d))?);
+        }
+        if let Some(p) = &t.w_peep {
+            spec.peephole = Some(matrix(p, format!("weight_peephole_l{k}{s}")).map_err(ctx(k, d))?);
         }
         LstmEngine::new(spec).map_err(ctx(k, d))
     };

@@ -25,6 +25,34 @@ pub enum Kind {
     Lstm,
     /// `nn.GRU`.
     Gru,
+    /// `nn.LSTM` plus diagonal peepholes `lstm.weight_peephole_l{k} [3, H]` (i, f, o).
+    Peephole,
+    /// The state-gated cell: gates read `c_{t-1}` through `lstm.weight_ch_l{k} [3H, H]`
+    /// (i, f, o, in place of `weight_hh`), the candidate only the input, `h = tanh(o c)`.
+    StateGated,
+}
+
+impl Kind {
+    /// The name on the command line and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lstm => "lstm",
+            Kind::Gru => "gru",
+            Kind::Peephole => "peephole",
+            Kind::StateGated => "state-gated",
+        }
+    }
+
+    /// The kind of a name ([`Self::name`]; `concat` and `split` are the standard LSTM).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "lstm" | "concat" | "split" => Some(Kind::Lstm),
+            "gru" => Some(Kind::Gru),
+            "peephole" => Some(Kind::Peephole),
+            "state-gated" => Some(Kind::StateGated),
+            _ => None,
+        }
+    }
 }
 
 /// Everything a training run is set up from.
@@ -72,8 +100,8 @@ pub struct TrainConfig<F> {
 impl<F: Scalar> TrainConfig<F> {
     fn prefix(&self) -> &'static str {
         match self.kind {
-            Kind::Lstm => "lstm.",
             Kind::Gru => "gru.",
+            _ => "lstm.",
         }
     }
 
@@ -94,11 +122,10 @@ impl<F: Scalar> TrainConfig<F> {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| bad(k))
         };
-        let kind = match meta.get("kind").map(String::as_str) {
-            Some("lstm") => Kind::Lstm,
-            Some("gru") => Kind::Gru,
-            _ => return Err(bad("kind")),
-        };
+        let kind = meta
+            .get("kind")
+            .and_then(|k| Kind::from_name(k))
+            .ok_or_else(|| bad("kind"))?;
         Ok(Self {
             kind,
             input: num("input_size")?,
@@ -126,7 +153,7 @@ impl<F: Scalar> TrainConfig<F> {
     fn metadata(&self) -> HashMap<String, String> {
         let v = |x: F| format!("{}", x.f64());
         let mut m = HashMap::new();
-        m.insert("kind".into(), format!("{:?}", self.kind).to_lowercase());
+        m.insert("kind".into(), self.kind.name().to_string());
         for (k, x) in [
             ("input_size", self.input),
             ("hidden_size", self.hidden),
@@ -201,7 +228,7 @@ impl<F: Scalar> Trainer<F> {
         c.optimizer.check()?;
         let scheduler = Scheduler::new(c.schedule, c.lr)?;
         let mut rng = SplitMix64::new(c.seed);
-        let (h, gates) = (c.hidden, if c.kind == Kind::Lstm { 4 } else { 3 });
+        let (h, gates) = (c.hidden, if c.kind == Kind::Gru { 3 } else { 4 });
         let p = if c.proj_size > 0 { c.proj_size } else { h };
         let d = if c.bidirectional { 2 } else { 1 };
         let k = 1.0 / (h as f64).sqrt();
@@ -216,13 +243,20 @@ impl<F: Scalar> Trainer<F> {
                     tensors.insert(format!("{prefix}{name}_l{layer}{sfx}"), a);
                 };
                 put("weight_ih".into(), &[gates * h, width]);
-                put("weight_hh".into(), &[gates * h, p]);
+                if c.kind == Kind::StateGated {
+                    put("weight_ch".into(), &[3 * h, h]);
+                } else {
+                    put("weight_hh".into(), &[gates * h, p]);
+                }
+                if c.kind == Kind::Peephole {
+                    put("weight_peephole".into(), &[3, h]);
+                }
                 put("bias_ih".into(), &[gates * h]);
                 put("bias_hh".into(), &[gates * h]);
                 if c.proj_size > 0 {
                     put("weight_hr".into(), &[p, h]);
                 }
-                if let (Some(v), Kind::Lstm) = (c.forget_bias, c.kind) {
+                if let (Some(v), true) = (c.forget_bias, c.kind != Kind::Gru) {
                     for (name, value) in [("bias_ih", v), ("bias_hh", F::zero())] {
                         let key = format!("{prefix}{name}_l{layer}{sfx}");
                         if let Some(b) = tensors.get_mut(&key) {

@@ -132,7 +132,7 @@ fn bad_targets_are_errors() {
 
 #[test]
 fn training_learns_a_sum() {
-    for kind in [Kind::Lstm, Kind::Gru] {
+    for kind in [Kind::Lstm, Kind::Gru, Kind::Peephole, Kind::StateGated] {
         let (x, lengths, y) = data(128, 6, 1);
         let target = Target::Values(y);
         let mut run = Trainer::new(config(kind)).unwrap();
@@ -142,6 +142,15 @@ fn training_learns_a_sum() {
         }
         let last = run.evaluate(x.view(), &lengths, &target).unwrap().loss;
         assert!(last < 0.1 * first, "{kind:?}: loss {first} -> {last}");
+        // A checkpoint of any kind loads back, the architecture from its metadata.
+        let dir = std::env::temp_dir().join(format!("lstm-train-kind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.safetensors", kind.name()));
+        run.save(&path).unwrap();
+        let (back, _) = Trainer::<f64>::load(&path).unwrap();
+        assert_eq!(back.config().kind, kind);
+        assert_eq!(back.tensors(), run.tensors());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -110,6 +110,20 @@ pub fn named_gradients<F: Scalar>(
                     if let Some(p) = &e.projection {
                         push(format!("weight_hr_l{k}{sx}"), p.clone().into_dyn());
                     }
+                    if let Some(p) = &e.peephole {
+                        push(format!("weight_peephole_l{k}{sx}"), p.clone().into_dyn());
+                    }
+                    // The state-gated cell's c-to-gates weights: blocks i, f, o.
+                    let h = e.w_recurrent.ncols();
+                    let ifo = concatenate(
+                        Axis(0),
+                        &[
+                            e.w_recurrent.slice_axis(Axis(0), (0..2 * h).into()),
+                            e.w_recurrent.slice_axis(Axis(0), (3 * h..4 * h).into()),
+                        ],
+                    )
+                    .expect("blocks of H columns");
+                    push(format!("weight_ch_l{k}{sx}"), ifo.into_dyn());
                 }
             }
         }
