@@ -115,14 +115,8 @@ pub fn named_gradients<F: Scalar>(
                     }
                     // The state-gated cell's c-to-gates weights: blocks i, f, o.
                     let h = e.w_recurrent.ncols();
-                    let ifo = concatenate(
-                        Axis(0),
-                        &[
-                            e.w_recurrent.slice_axis(Axis(0), (0..2 * h).into()),
-                            e.w_recurrent.slice_axis(Axis(0), (3 * h..4 * h).into()),
-                        ],
-                    )
-                    .expect("blocks of H columns");
+                    let rows: Vec<usize> = (0..2 * h).chain(3 * h..4 * h).collect();
+                    let ifo = e.w_recurrent.select(Axis(0), &rows);
                     push(format!("weight_ch_l{k}{sx}"), ifo.into_dyn());
                 }
             }
