@@ -6,6 +6,7 @@
 //! lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors [options]
 //! lstm train --input X.npy --target Y.npy --output MODEL.safetensors [options]
 //! lstm predict --model MODEL.safetensors --input X.npy --output P.npy
+//! lstm compare --task adding|copy [--variants ...] [--seeds K] [--epochs E]
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
 //! ```
 
@@ -32,6 +33,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod compare;
 mod demo;
 mod grad;
 mod graph;
@@ -101,13 +103,7 @@ fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
         // The help goes with the usage error; if it cannot be written, the error still can.
-        let _ = write!(
-            std::io::stdout(),
-            "{HELP}{}{}{}",
-            run::HELP,
-            grad::HELP,
-            bench::help()
-        );
+        let _ = write!(std::io::stdout(), "{}", full_help());
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
@@ -117,6 +113,7 @@ fn run() -> CliResult {
         "grad" => grad::run(&grad::parse(lexopt::Parser::from_args(rest))?),
         "train" => train::run(&train::parse(lexopt::Parser::from_args(rest))?),
         "predict" => train::predict(&train::parse_predict(lexopt::Parser::from_args(rest))?),
+        "compare" => compare::run(&compare::parse(lexopt::Parser::from_args(rest))?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -126,17 +123,24 @@ fn run() -> CliResult {
             demo::run()
         }
         "help" | "--help" | "-h" => {
-            out!(
-                "{HELP}{}{}{}{}",
-                run::HELP,
-                grad::HELP,
-                train::HELP,
-                bench::help()
-            );
+            out!("{}", full_help());
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// The help of every command.
+fn full_help() -> String {
+    [
+        HELP,
+        run::HELP,
+        grad::HELP,
+        train::HELP,
+        compare::HELP,
+        &bench::help(),
+    ]
+    .concat()
 }
 
 /// The value of `--threads`: a positive integer.

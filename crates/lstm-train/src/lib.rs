@@ -4,6 +4,7 @@
 pub mod head;
 mod optim;
 mod schedule;
+pub mod tasks;
 pub mod trainer;
 
 pub use head::{Head, Target};

@@ -285,3 +285,37 @@ fn dropout_trains_and_evaluates_without_masks() {
     c.dropout = Some(1.0);
     assert!(Trainer::new(c).is_err());
 }
+
+/// The tasks are what they say: two markers, one per half, and their sum; the copy targets
+/// recall the symbols after the delimiter and are blank elsewhere.
+#[test]
+fn tasks_hold_what_they_say() {
+    use lstm_train::tasks::{adding, copy};
+    let d = adding::<f64>(50, 10, 1).unwrap();
+    let Target::Values(y) = &d.target else {
+        panic!()
+    };
+    for b in 0..50 {
+        let marked: Vec<usize> = (0..10).filter(|&t| d.x[[t, b, 1]] == 1.0).collect();
+        assert_eq!(marked.len(), 2);
+        assert!(marked[0] < 5 && marked[1] >= 5);
+        let sum = d.x[[marked[0], b, 0]] + d.x[[marked[1], b, 0]];
+        assert!((y[[b, 0]] - sum).abs() < 1e-12);
+    }
+    let (symbols, length, delay) = (4, 3, 2);
+    let d = copy::<f64>(20, symbols, length, delay, 2).unwrap();
+    let Target::StepClasses(y) = &d.target else {
+        panic!()
+    };
+    assert_eq!(d.x.dim(), (2 * length + delay + 1, 20, symbols + 2));
+    for b in 0..20 {
+        for k in 0..length {
+            let s = (0..symbols).find(|&s| d.x[[k, b, s]] == 1.0).unwrap();
+            assert_eq!(y[[length + delay + 1 + k, b]], 1 + s);
+        }
+        assert_eq!(d.x[[length + delay, b, symbols + 1]], 1.0, "the delimiter");
+        assert!((0..=length + delay).all(|t| y[[t, b]] == 0));
+    }
+    assert!(adding::<f64>(5, 1, 0).is_err());
+    assert!(copy::<f64>(5, 0, 3, 1, 0).is_err());
+}
