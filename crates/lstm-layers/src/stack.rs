@@ -218,20 +218,13 @@ impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
         &self.layers
     }
 
-    /// Runs the stack. `initial[k]` (if given) is part `k` of every layer's and direction's
-    /// initial state, `[D * L, B, width]` (`P` for part 0, `H` for the others); absent parts
-    /// are zero.
-    ///
-    /// # Errors
-    /// [`LstmError::Shape`] for inputs or initial states of the wrong shape,
-    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T` or more initial
-    /// parts than the state has.
-    pub fn forward_states(
+    /// Checks a run's input, initial states, lengths and dropout; `(T, B)`.
+    pub(crate) fn check_run(
         &self,
         x: ArrayView3<'_, F>,
         initial: &[Option<ArrayView3<'_, F>>],
         opts: &StackOptions<'_>,
-    ) -> Result<StackStates<F>> {
+    ) -> Result<(usize, usize)> {
         let (d, l, h, p, i) = (
             self.num_directions(),
             self.num_layers(),
@@ -271,6 +264,31 @@ impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
                 format!("the probability must be in [0, 1), got {}", drop.p),
             ));
         }
+        Ok((t, b))
+    }
+
+    /// Runs the stack. `initial[k]` (if given) is part `k` of every layer's and direction's
+    /// initial state, `[D * L, B, width]` (`P` for part 0, `H` for the others); absent parts
+    /// are zero.
+    ///
+    /// # Errors
+    /// [`LstmError::Shape`] for inputs or initial states of the wrong shape,
+    /// [`LstmError::Invalid`] for lengths that are not `B` values in `0..=T` or more initial
+    /// parts than the state has.
+    pub fn forward_states(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &[Option<ArrayView3<'_, F>>],
+        opts: &StackOptions<'_>,
+    ) -> Result<StackStates<F>> {
+        let (d, h, p) = (
+            self.num_directions(),
+            self.hidden_size(),
+            self.output_size(),
+        );
+        let (t, b) = self.check_run(x, initial, opts)?;
+        let (l, parts) = (self.num_layers(), <C::State as CellState<F>>::PARTS);
+        let width = |k: usize| if k == 0 { p } else { h };
         let x_tm = match opts.layout {
             Layout::TimeMajor => x,
             Layout::BatchFirst => x.permuted_axes([1, 0, 2]),

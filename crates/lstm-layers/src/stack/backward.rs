@@ -1,10 +1,8 @@
 //! Backpropagation through the stack: every layer and direction, from the last layer down.
 
-use lstm_core::backward::backward;
+use lstm_core::backward::backward_in;
 use lstm_core::ndarray::{Array3, ArrayView3, Axis, s};
-use lstm_core::{
-    Backward, CellState, Layout, LstmError, Result, Scalar, SeqOptions, check_shape, unroll,
-};
+use lstm_core::{Backward, CellState, Layout, LstmError, Result, Scalar, SeqOptions, check_shape};
 
 use super::{EmptyFinalState, Stack, StackOptions};
 
@@ -43,10 +41,20 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
         d_output: ArrayView3<'_, F>,
         d_finals: &[Option<ArrayView3<'_, F>>],
     ) -> Result<StackGradients<F, C::Grad>> {
-        // Checks the input, the initial states and the lengths.
-        let forward = self.forward_states(x, initial, opts)?;
-        check_shape("output gradient", d_output.shape(), forward.output.shape())?;
+        let (t, b) = self.check_run(x, initial, opts)?;
+        let (d, p, h, l) = (
+            self.num_directions(),
+            self.output_size(),
+            self.hidden_size(),
+            self.num_layers(),
+        );
+        let out_shape = match opts.layout {
+            Layout::TimeMajor => [t, b, d * p],
+            Layout::BatchFirst => [b, t, d * p],
+        };
+        check_shape("output gradient", d_output.shape(), &out_shape)?;
         let parts = <C::State as CellState<F>>::PARTS;
+        let final_shape = |k: usize| [d * l, b, if k == 0 { p } else { h }];
         if d_finals.len() > parts {
             return Err(LstmError::invalid(
                 "final state gradient",
@@ -56,11 +64,9 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
         for (k, d) in d_finals.iter().enumerate() {
             if let Some(a) = d {
                 let what = format!("final state gradient (part {k})");
-                check_shape(&what, a.shape(), forward.finals[k].shape())?;
+                check_shape(&what, a.shape(), &final_shape(k))?;
             }
         }
-        let (d, p) = (self.num_directions(), self.output_size());
-        let (t, b) = unroll::dims(x.shape(), opts.layout);
         let time_major = |a: ArrayView3<'_, F>| match opts.layout {
             Layout::TimeMajor => a.to_owned(),
             Layout::BatchFirst => a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned(),
@@ -92,11 +98,9 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
             inputs.push(out);
         }
         let mut d_out = time_major(d_output);
-        let mut init_grads: Vec<Array3<F>> = forward
-            .finals
-            .iter()
-            .map(|f| Array3::zeros(f.raw_dim()))
-            .collect();
+        let mut init_grads: Vec<Array3<F>> =
+            (0..parts).map(|k| Array3::zeros(final_shape(k))).collect();
+        let mut ws = lstm_core::Workspace::new();
         let mut params: Vec<Vec<C::Grad>> = Vec::with_capacity(self.layers.len());
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = &inputs[k];
@@ -116,13 +120,14 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
                     }
                 }
                 let dy = d_out.slice(s![.., .., dir * p..(dir + 1) * p]);
-                let g = backward(
+                let g = backward_in(
                     cell,
                     input.view(),
                     Some(&s0),
                     &self.seq(dir, opts),
                     dy,
                     Some(&d_final),
+                    &mut ws,
                 )?;
                 d_in += &g.input;
                 for (part, acc) in init_grads.iter_mut().enumerate() {
