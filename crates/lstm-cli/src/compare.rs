@@ -7,6 +7,7 @@ use lstm_core::ndarray::Axis;
 use lstm_train::tasks::{self, TaskData};
 use lstm_train::{Kind, Optimizer, Schedule, Target, TrainConfig, Trainer};
 
+use crate::train::number;
 use crate::{CliError, CliResult};
 
 pub const HELP: &str = "\
@@ -31,12 +32,6 @@ pub struct CompareArgs {
     steps: Option<usize>,
     plot: Option<std::path::PathBuf>,
     json: bool,
-}
-
-fn number<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> CliResult<T> {
-    let v = p.value()?.string()?;
-    v.parse()
-        .map_err(|_| CliError::Usage(format!("{flag} needs a number, got {v:?}")))
 }
 
 /// Parses the arguments after `compare`.
@@ -73,14 +68,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<CompareArgs> {
             Long("hidden") => a.hidden = number(&mut p, "--hidden")?,
             Long("steps") => a.steps = Some(number(&mut p, "--steps")?),
             Long("plot") => a.plot = Some(p.value()?.into()),
-            Long("format") => {
-                let v = p.value()?.string()?;
-                a.json = match v.as_str() {
-                    "json" => true,
-                    "table" => false,
-                    _ => return Err(CliError::Usage(format!("unknown format {v:?}"))),
-                };
-            }
+            Long("format") => a.json = crate::parse_format(&p.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }

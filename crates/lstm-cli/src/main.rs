@@ -143,6 +143,17 @@ fn full_help() -> String {
     .concat()
 }
 
+/// The value of `--format`: `true` for `json`, `false` for `table`.
+fn parse_format(v: &str) -> CliResult<bool> {
+    match v {
+        "json" => Ok(true),
+        "table" => Ok(false),
+        _ => Err(CliError::Usage(format!(
+            "unknown format {v:?} (expected json or table)"
+        ))),
+    }
+}
+
 /// The value of `--threads`: a positive integer.
 fn parse_threads(v: &str) -> CliResult<usize> {
     v.parse()

@@ -73,7 +73,7 @@ pub struct TrainArgs {
     json: bool,
 }
 
-fn number<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> CliResult<T> {
+pub(crate) fn number<T: std::str::FromStr>(p: &mut lexopt::Parser, flag: &str) -> CliResult<T> {
     let v = p.value()?.string()?;
     v.parse()
         .map_err(|_| CliError::Usage(format!("{flag} needs a number, got {v:?}")))
@@ -154,14 +154,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("loss-plot") => a.plot = Some(p.value()?.into()),
             Long("tbptt") => a.tbptt = Some(number(&mut p, "--tbptt")?),
             Long("dropout") => a.dropout = Some(number(&mut p, "--dropout")?),
-            Long("format") => {
-                let v = p.value()?.string()?;
-                a.json = match v.as_str() {
-                    "json" => true,
-                    "table" => false,
-                    _ => return Err(CliError::Usage(format!("unknown format {v:?}"))),
-                };
-            }
+            Long("format") => a.json = crate::parse_format(&p.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }
