@@ -307,46 +307,19 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
     let (t, n, i) = x.dim();
     let lengths = lengths_for(&a.lengths, t, n)?;
     let (target, outputs) = target::<F>(a, t, n)?;
-    let optimizer = match (a.optimizer.as_str(), a.weight_decay.map(F::of)) {
-        ("sgd", wd) => Optimizer::Sgd {
-            momentum: F::zero(),
-            dampening: F::zero(),
-            nesterov: false,
-            weight_decay: wd.unwrap_or_else(F::zero),
-        },
-        ("adam", wd) => match (Optimizer::adam(), wd) {
-            (
-                Optimizer::Adam {
-                    beta1, beta2, eps, ..
-                },
-                Some(w),
-            ) => Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: w,
-            },
-            (o, _) => o,
-        },
-        ("adamw", wd) => match (Optimizer::adamw(), wd) {
-            (
-                Optimizer::AdamW {
-                    beta1, beta2, eps, ..
-                },
-                Some(w),
-            ) => Optimizer::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: w,
-            },
-            (o, _) => o,
-        },
-        (other, _) => {
+    let optimizer = match a.optimizer.as_str() {
+        "sgd" => Optimizer::sgd(),
+        "adam" => Optimizer::adam(),
+        "adamw" => Optimizer::adamw(),
+        other => {
             return Err(CliError::Usage(format!(
                 "--optimizer is sgd, adam or adamw, got {other:?}"
             )));
         }
+    };
+    let optimizer = match a.weight_decay {
+        Some(w) => optimizer.with_weight_decay(F::of(w)),
+        None => optimizer,
     };
     let config = TrainConfig {
         kind: a.kind,

@@ -74,6 +74,59 @@ impl<F: Scalar> Optimizer<F> {
         }
     }
 
+    /// The same optimizer with weight decay `weight_decay` (an L2 penalty for SGD and Adam,
+    /// decoupled for AdamW).
+    pub fn with_weight_decay(self, weight_decay: F) -> Self {
+        match self {
+            Self::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                ..
+            } => Self::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            },
+            Self::Adam {
+                beta1, beta2, eps, ..
+            } => Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            },
+            Self::AdamW {
+                beta1, beta2, eps, ..
+            } => Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            },
+        }
+    }
+
+    /// Adam's and AdamW's `(beta1, beta2, eps, weight_decay)` (zeros for SGD).
+    fn moments(&self) -> (F, F, F, F) {
+        match *self {
+            Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => (beta1, beta2, eps, weight_decay),
+            Self::Sgd { .. } => (F::zero(), F::zero(), F::zero(), F::zero()),
+        }
+    }
+
     /// Checks the hyperparameters as `torch.optim` does.
     ///
     /// # Errors
@@ -105,18 +158,8 @@ impl<F: Scalar> Optimizer<F> {
                 }
                 Ok(())
             }
-            Self::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | Self::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
+            Self::Adam { .. } | Self::AdamW { .. } => {
+                let (beta1, beta2, eps, weight_decay) = self.moments();
                 bad("beta1", beta1, beta1 >= zero && beta1 < one)?;
                 bad("beta2", beta2, beta2 >= zero && beta2 < one)?;
                 bad("eps", eps, eps >= zero)?;
@@ -184,18 +227,8 @@ impl<F: Scalar> Optimizer<F> {
                     });
                 }
             }
-            Self::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | Self::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
+            Self::Adam { .. } | Self::AdamW { .. } => {
+                let (beta1, beta2, eps, weight_decay) = self.moments();
                 let decoupled = matches!(self, Self::AdamW { .. });
                 let t = F::of(state.step as f64);
                 let bias1 = one - beta1.powf(t);

@@ -166,3 +166,23 @@ fn bad_hyperparameters_and_shapes_are_errors() {
         clip_grad_norm(&mut split(&[0.0; 17]), -1.0).map(|_| ())
     ));
 }
+
+#[test]
+fn weight_decay_replaces_only_the_decay() {
+    let expect = Optimizer::AdamW {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+    };
+    assert_eq!(Optimizer::<f64>::adamw().with_weight_decay(0.05), expect);
+    let Optimizer::Sgd {
+        weight_decay,
+        momentum,
+        ..
+    } = Optimizer::<f64>::sgd().with_weight_decay(0.1)
+    else {
+        panic!("still SGD")
+    };
+    assert_eq!((weight_decay, momentum), (0.1, 0.0));
+}
