@@ -7,6 +7,7 @@ use lexopt::prelude::*;
 use lstm_core::ndarray::ArrayD;
 use lstm_core::{Layout, LstmError, Scalar};
 use lstm_layers::npy::{self, NpyArray, NpyElement};
+use lstm_layers::onnx::{self, InputRole, OutputRole};
 use lstm_layers::{StackOptions, torch};
 
 use crate::run::{read_float, read_lengths, three_d};
@@ -27,18 +28,23 @@ pub struct GradArgs {
     batch_first: bool,
     prefix: Option<String>,
     threads: usize,
+    graph_inputs: Vec<(String, PathBuf)>,
 }
 
 pub const HELP: &str = "\
     lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors
               [--initial-h H0.npy] [--initial-c C0.npy] [--grad-h DHN.npy] [--grad-c DCN.npy]
               [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
+              [--graph-input NAME=FILE.npy]
         Write the gradient of L = sum(Y * DY) + sum(HN * DHN) + sum(CN * DCN), where Y, HN and
         CN are what `lstm run` writes to --output, --final-h and --final-c with the same model
         and options, with respect to every weight (under the model file's own tensor names),
         the input (`input`) and the initial states given (`initial_h`, `initial_c`). The
         gradients are float32 or float64 as the input is. Models: PyTorch nn.LSTM and nn.GRU
-        state dicts (.safetensors).
+        state dicts (.safetensors) and ONNX graphs (.onnx), whole, as `lstm run` runs them:
+        their weights under the names of the initializers (or constants) the LSTM and GRU
+        nodes read (W, R, B, P), and each float graph input fed by --graph-input under its
+        own name.
 ";
 
 /// Parses the arguments after `grad`.
@@ -58,6 +64,10 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<GradArgs> {
             Long("batch-first") => a.batch_first = true,
             Long("prefix") => a.prefix = Some(p.value()?.string()?),
             Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
+            Long("graph-input") => a.graph_inputs.push(crate::run::named_file(
+                &p.value()?.string()?,
+                "--graph-input",
+            )?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -80,18 +90,27 @@ pub fn run(a: &GradArgs) -> CliResult {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if ext != "safetensors" {
-        return Err(LstmError::unsupported(format!(
-            "`lstm grad` takes PyTorch state dicts (.safetensors); {} is not one (gradients of \
-             ONNX graphs are not supported yet)",
-            model.display()
-        ))
-        .into());
+    let onnx = match ext.as_str() {
+        "safetensors" => false,
+        "onnx" => true,
+        _ => {
+            return Err(CliError::Usage(format!(
+                "cannot tell the model type of {} (expected a .safetensors or .onnx file)",
+                model.display()
+            )));
+        }
+    };
+    if !onnx && !a.graph_inputs.is_empty() {
+        return Err(CliError::Usage(
+            "--graph-input applies to .onnx models only".into(),
+        ));
     }
-    match npy::read(input)? {
-        NpyArray::F32(x) => grad_typed::<f32>(a, model, x),
-        NpyArray::F64(x) => grad_typed::<f64>(a, model, x),
-        other => Err(LstmError::format(
+    match (npy::read(input)?, onnx) {
+        (NpyArray::F32(x), false) => grad_typed::<f32>(a, model, x),
+        (NpyArray::F64(x), false) => grad_typed::<f64>(a, model, x),
+        (NpyArray::F32(x), true) => grad_graph::<f32>(a, model, x),
+        (NpyArray::F64(x), true) => grad_graph::<f64>(a, model, x),
+        (other, _) => Err(LstmError::format(
             input.display(),
             format!("input must be float32 or float64, got {}", other.dtype()),
         )
@@ -151,6 +170,67 @@ fn grad_typed<F: Scalar + NpyElement>(a: &GradArgs, model: &Path, x: ArrayD<F>) 
     }
     if c0.is_some() {
         tensors.push(("initial_c".into(), g.initial()[1].clone().into_dyn()));
+    }
+    let out = required(&a.output, "--output GRADS.safetensors")?;
+    torch::save(out, &tensors, None)?;
+    Ok(())
+}
+
+/// `lstm grad` on a whole ONNX graph.
+fn grad_graph<F: Scalar + NpyElement>(a: &GradArgs, model: &Path, x: ArrayD<F>) -> CliResult {
+    if a.batch_first {
+        return Err(crate::graph::no_batch_first());
+    }
+    if a.prefix.is_some() {
+        return Err(CliError::Usage(
+            "--prefix applies to .safetensors models only".into(),
+        ));
+    }
+    let mut graph = onnx::load::<F>(model)?;
+    graph.check_supported()?;
+    graph.set_threads(a.threads);
+    let paths = [
+        a.input.as_deref(),
+        a.sequence_lens.as_deref(),
+        a.initial_h.as_deref(),
+        a.initial_c.as_deref(),
+    ];
+    let feeds = crate::graph::feeds(&graph, model, &a.graph_inputs, paths, Some(x))?;
+    let mut d_outputs = Vec::new();
+    for (role, flag, path) in [
+        (OutputRole::Sequence, "--grad-output", &a.grad_output),
+        (OutputRole::FinalH, "--grad-h", &a.grad_h),
+        (OutputRole::FinalC, "--grad-c", &a.grad_c),
+    ] {
+        if let Some(path) = path {
+            let k = crate::graph::output_of_role(&graph, model, role, flag)?;
+            let name = graph.outputs()[k].name.clone();
+            d_outputs.push((name, read_float::<F>(path, flag)?));
+        }
+    }
+    let g = graph.backward(feeds.values, &d_outputs)?;
+    let mut tensors: Vec<(String, ArrayD<F>)> = g.params;
+    for (name, grad) in g.inputs {
+        let role = feeds
+            .roles
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(r, _)| *r);
+        let key = match role {
+            Some(InputRole::Sequence) => "input".to_string(),
+            Some(InputRole::InitialH) => "initial_h".to_string(),
+            Some(InputRole::InitialC) => "initial_c".to_string(),
+            _ if a.graph_inputs.iter().any(|(n, _)| *n == name) => name,
+            _ => continue,
+        };
+        if tensors.iter().any(|(n, _)| *n == key) {
+            return Err(LstmError::invalid(
+                format!("gradient {key:?}"),
+                format!("{} has a weight of that name too", model.display()),
+            )
+            .into());
+        }
+        tensors.push((key, grad));
     }
     let out = required(&a.output, "--output GRADS.safetensors")?;
     torch::save(out, &tensors, None)?;

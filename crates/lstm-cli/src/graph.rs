@@ -29,7 +29,7 @@ const OUTPUT_FLAGS: [(OutputRole, &str, &str); 3] = [
 
 /// A `.npy` file as a graph value at precision `F`: floats must be of that precision (a run
 /// computes in the precision of `--input`), integers may be int32 or int64.
-fn read_value<F: Scalar>(path: &Path) -> CliResult<Value<F>> {
+pub(crate) fn read_value<F: Scalar>(path: &Path) -> CliResult<Value<F>> {
     Ok(match npy::read(path)? {
         NpyArray::F32(a) if F::NAME == "f32" => Value::Float(a.mapv(|v| F::of(f64::from(v)))),
         NpyArray::F64(a) if F::NAME == "f64" => Value::Float(a.mapv(F::of)),
@@ -70,45 +70,35 @@ fn list(values: &[GraphValue]) -> String {
     }
 }
 
-/// Runs the whole graph.
-pub fn run_graph<F: Scalar + NpyElement>(
-    args: &RunArgs,
+/// The feeds of a whole-graph run, and which graph input each role's flag fed.
+pub(crate) struct Feeds<F> {
+    pub values: Vec<(String, Value<F>)>,
+    pub roles: Vec<(InputRole, String)>,
+}
+
+/// The feeds of a whole-graph run: `--graph-input`s by name, then each role's file (`paths`
+/// in the order of [`INPUT_FLAGS`]; the sequence is `x`, already read) to the one graph input
+/// that feeds it. Every graph input must be given.
+pub(crate) fn feeds<F: Scalar>(
     graph: &OnnxGraph<F>,
+    model: &Path,
+    graph_inputs: &[(String, PathBuf)],
+    paths: [Option<&Path>; 4],
     x: Option<ArrayD<F>>,
-) -> CliResult {
-    if args.batch_first {
-        return Err(CliError::Usage(
-            "--batch-first applies to PyTorch models: an ONNX graph declares the layout of its \
-             inputs (and each recurrent node its layout attribute)"
-                .into(),
-        ));
-    }
-    if let Err(LstmError::Unsupported(m)) = graph.check_supported() {
-        return Err(LstmError::unsupported(format!(
-            "{m}; `--node NAME` runs one LSTM or GRU node alone"
-        ))
-        .into());
-    }
-    let model = args.model.as_deref().unwrap_or(Path::new(""));
-    // Inputs: by name first, then by what they feed.
-    let mut feeds: Vec<(String, Value<F>)> = Vec::new();
-    for (name, path) in &args.graph_inputs {
-        feeds.push((name.clone(), read_value(path)?));
+) -> CliResult<Feeds<F>> {
+    let mut values: Vec<(String, Value<F>)> = Vec::new();
+    let mut roles = Vec::new();
+    for (name, path) in graph_inputs {
+        values.push((name.clone(), read_value(path)?));
     }
     let mut x = x.map(Value::Float);
-    for (role, flag, slot) in INPUT_FLAGS {
-        let path = match role {
-            InputRole::Sequence => args.input.as_deref(),
-            InputRole::Lengths => args.sequence_lens.as_deref(),
-            InputRole::InitialH => args.initial_h.as_deref(),
-            InputRole::InitialC => args.initial_c.as_deref(),
-        };
+    for ((role, flag, slot), path) in INPUT_FLAGS.into_iter().zip(paths) {
         let Some(path) = path else { continue };
         let targets: Vec<&GraphValue> = graph
             .inputs()
             .iter()
             .filter(|i| graph.input_role(&i.name) == Some(role))
-            .filter(|i| !args.graph_inputs.iter().any(|(n, _)| *n == i.name))
+            .filter(|i| !graph_inputs.iter().any(|(n, _)| *n == i.name))
             .collect();
         let target = match targets.as_slice() {
             [one] => one,
@@ -135,12 +125,13 @@ pub fn run_graph<F: Scalar + NpyElement>(
                 .unwrap_or_else(|| Value::Float(ArrayD::zeros(vec![0]))),
             _ => read_value(path)?,
         };
-        feeds.push((target.name.clone(), value));
+        values.push((target.name.clone(), value));
+        roles.push((role, target.name.clone()));
     }
     if let Some(missing) = graph
         .inputs()
         .iter()
-        .find(|i| !feeds.iter().any(|(n, _)| *n == i.name))
+        .find(|i| !values.iter().any(|(n, _)| *n == i.name))
     {
         let flag = graph
             .input_role(&missing.name)
@@ -154,6 +145,76 @@ pub fn run_graph<F: Scalar + NpyElement>(
             missing.describe()
         )));
     }
+    Ok(Feeds { values, roles })
+}
+
+/// The index of the one graph output that holds `role` (`flag` names it in messages).
+pub(crate) fn output_of_role<F: Scalar>(
+    graph: &OnnxGraph<F>,
+    model: &Path,
+    role: OutputRole,
+    flag: &str,
+) -> CliResult<usize> {
+    let outputs = graph.outputs();
+    let slot = OUTPUT_FLAGS
+        .iter()
+        .find(|(r, ..)| *r == role)
+        .map_or("Y", |(_, _, slot)| *slot);
+    let found: Vec<usize> = (0..outputs.len())
+        .filter(|&k| graph.output_role(&outputs[k].name) == Some(role))
+        .collect();
+    match found.as_slice() {
+        [k] => Ok(*k),
+        [] => Err(CliError::Usage(format!(
+            "{flag}: no output of {} comes from a recurrent node's {slot} alone (its \
+             outputs: {}); name the output with --graph-output NAME=FILE.npy",
+            model.display(),
+            list(outputs)
+        ))),
+        many => {
+            let names: Vec<GraphValue> = many.iter().map(|&k| outputs[k].clone()).collect();
+            Err(CliError::Usage(format!(
+                "{flag}: several outputs of {} come from a recurrent node's {slot} ({}); name \
+                 one with --graph-output NAME=FILE.npy",
+                model.display(),
+                list(&names)
+            )))
+        }
+    }
+}
+
+/// The usage error of `--batch-first` with a whole graph.
+pub(crate) fn no_batch_first() -> CliError {
+    CliError::Usage(
+        "--batch-first applies to PyTorch models: an ONNX graph declares the layout of its \
+         inputs (and each recurrent node its layout attribute)"
+            .into(),
+    )
+}
+
+/// Runs the whole graph.
+pub fn run_graph<F: Scalar + NpyElement>(
+    args: &RunArgs,
+    graph: &OnnxGraph<F>,
+    x: Option<ArrayD<F>>,
+) -> CliResult {
+    if args.batch_first {
+        return Err(no_batch_first());
+    }
+    if let Err(LstmError::Unsupported(m)) = graph.check_supported() {
+        return Err(LstmError::unsupported(format!(
+            "{m}; `--node NAME` runs one LSTM or GRU node alone"
+        ))
+        .into());
+    }
+    let model = args.model.as_deref().unwrap_or(Path::new(""));
+    let paths = [
+        args.input.as_deref(),
+        args.sequence_lens.as_deref(),
+        args.initial_h.as_deref(),
+        args.initial_c.as_deref(),
+    ];
+    let feeds = feeds(graph, model, &args.graph_inputs, paths, x)?;
     // Outputs: by name, then by what they hold; all chosen before anything runs.
     let outputs = graph.outputs();
     let mut writes: Vec<(usize, PathBuf)> = Vec::new();
@@ -170,38 +231,17 @@ pub fn run_graph<F: Scalar + NpyElement>(
             })?;
         writes.push((k, path.clone()));
     }
-    for (role, flag, slot) in OUTPUT_FLAGS {
+    for (role, flag, _) in OUTPUT_FLAGS {
         let path = match role {
             OutputRole::Sequence => &args.output,
             OutputRole::FinalH => &args.final_h,
             OutputRole::FinalC => &args.final_c,
         };
-        let Some(path) = path else { continue };
-        let found: Vec<usize> = (0..outputs.len())
-            .filter(|&k| graph.output_role(&outputs[k].name) == Some(role))
-            .collect();
-        match found.as_slice() {
-            [k] => writes.push((*k, path.clone())),
-            [] => {
-                return Err(CliError::Usage(format!(
-                    "{flag}: no output of {} comes from a recurrent node's {slot} alone (its \
-                     outputs: {}); name the output with --graph-output NAME=FILE.npy",
-                    model.display(),
-                    list(outputs)
-                )));
-            }
-            many => {
-                let names: Vec<GraphValue> = many.iter().map(|&k| outputs[k].clone()).collect();
-                return Err(CliError::Usage(format!(
-                    "{flag}: several outputs of {} come from a recurrent node's {slot} ({}); name \
-                     one with --graph-output NAME=FILE.npy",
-                    model.display(),
-                    list(&names)
-                )));
-            }
+        if let Some(path) = path {
+            writes.push((output_of_role(graph, model, role, flag)?, path.clone()));
         }
     }
-    let values = graph.run(feeds)?;
+    let values = graph.run(feeds.values)?;
     for (k, path) in writes {
         write_value(&path, &values[k])?;
     }

@@ -74,7 +74,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
 }
 
 /// `NAME=FILE` of `--graph-input` and `--graph-output`.
-fn named_file(v: &str, flag: &str) -> CliResult<(String, PathBuf)> {
+pub(crate) fn named_file(v: &str, flag: &str) -> CliResult<(String, PathBuf)> {
     match v.split_once('=') {
         Some((name, file)) if !name.is_empty() && !file.is_empty() => {
             Ok((name.to_string(), file.into()))

@@ -10,7 +10,13 @@ use std::process::Command;
 use safetensors::{Dtype, SafeTensors};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/grads")
+    fixtures_in("grads")
+}
+
+fn fixtures_in(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(dir)
 }
 
 /// Every tensor of a safetensors file: its shape, values as f64, and whether it is f32.
@@ -44,8 +50,22 @@ fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f64>, bool)> {
 
 #[test]
 fn every_gradient_matches_pytorch_autograd() {
-    let root = fixtures();
-    let scratch = std::env::temp_dir().join(format!("lstm-grads-{}", std::process::id()));
+    check_cases("grads", 20);
+}
+
+/// ONNX graphs (`tests/fixtures/make_onnx_grad_fixtures.py`): PyTorch exports, whose
+/// gradients flow through the exporter's tensor operators, and single nodes with what only
+/// the operator has (peepholes, clip, input_forget, activations, layout 1), against a float64
+/// reference of the operator checked against ONNX Runtime.
+#[test]
+fn onnx_gradients_match_the_references() {
+    check_cases("onnx_grads", 13);
+}
+
+/// Runs every case of `tests/fixtures/DIR/cases.txt` and compares each gradient.
+fn check_cases(dir: &str, at_least: usize) {
+    let root = fixtures_in(dir);
+    let scratch = std::env::temp_dir().join(format!("lstm-{dir}-{}", std::process::id()));
     let (mut failures, mut count) = (Vec::new(), 0);
     let (mut worst32, mut worst64) = (0.0f64, 0.0f64);
     for (name, dir, out, args) in common::cases(&root, &scratch) {
@@ -97,14 +117,14 @@ fn every_gradient_matches_pytorch_autograd() {
         count += 1;
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    println!("grads: largest relative error: f32 {worst32:e}, f64 {worst64:e}");
+    println!("{dir}: largest relative error: f32 {worst32:e}, f64 {worst64:e}");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    assert!(count >= 20, "only {count} cases ran");
+    assert!(count >= at_least, "only {count} cases ran");
 }
 
 mod common;
@@ -163,7 +183,50 @@ fn bad_uses_are_errors() {
         .to_string();
     let mut args = base(&["--output", &out]);
     args[2] = onnx;
-    run(args, &["safetensors", "not supported"]);
+    run(args.clone(), &["Mul", "does not execute"]);
+    // The options of a whole graph, and of a state dict.
+    let graph = |c: &str, f: &str| {
+        fixtures_in("onnx_grads")
+            .join(c)
+            .join(f)
+            .display()
+            .to_string()
+    };
+    let gru = |extra: &[&str]| -> Vec<String> {
+        let c = "ts_gru_batch_first_layers2_state";
+        let mut v: Vec<String> = ["grad", "--model", &graph(c, "model.onnx"), "--input"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend([
+            graph(c, "x.npy"),
+            "--grad-output".into(),
+            graph(c, "dy.npy"),
+        ]);
+        v.extend(["--output".into(), out.clone()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    run(gru(&["--batch-first"]), &["--batch-first", "layout"]);
+    run(gru(&["--prefix", "rnn."]), &["--prefix", "safetensors"]);
+    let dhn = graph("ts_gru_batch_first_layers2_state", "dhn.npy");
+    let h0 = graph("ts_gru_batch_first_layers2_state", "h0.npy");
+    run(
+        gru(&["--initial-h", &h0, "--grad-c", &dhn]),
+        &["--grad-c", "Y_c"],
+    );
+    run(
+        gru(&["--initial-h", &h0, "--grad-h", &dy]),
+        &["gradient of", "shape"],
+    );
+    run(gru(&[]), &["graph input", "--initial-h"]);
+    run(
+        base(&["--output", &out, "--graph-input", &format!("h0={dy}")]),
+        &["--graph-input", ".onnx"],
+    );
+    let mut args = base(&["--output", &out]);
+    args[2] = x.clone();
+    run(args, &["model type"]);
     // A GRU has no cell state.
     let gru = case("gru_init_layers2", "model.safetensors");
     let mut args = vec!["grad".to_string(), "--model".into(), gru];

@@ -227,14 +227,15 @@ fn declared_shapes_and_named_sizes_are_checked() {
     );
 }
 
-#[test]
-fn roles_follow_values_through_the_tensor_operators() {
+/// A graph with a Transpose before the LSTM, a Slice of its initial state, a Squeeze of its
+/// output, both final states concatenated, and the input's Shape: `W` as given.
+fn around_the_lstm(w: TensorProto) -> Vec<u8> {
     let h0 = value("h0", &[]);
     let mut shape = value("shape", &["3"]);
     if let Some(t) = shape.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
         t.elem_type = 7; // INT64
     }
-    let bytes = model(
+    model(
         vec![
             {
                 let mut t = node("Transpose", "t", &["xb"], &["x"]);
@@ -261,7 +262,12 @@ fn roles_follow_values_through_the_tensor_operators() {
             with_int(node("Concat", "c", &["hn", "cn"], &["both"]), "axis", 0),
             node("Shape", "sh", &["xb"], &["shape"]),
         ],
-        [weights(), vec![ints("zero", &[0]), ints("one", &[1])]].concat(),
+        vec![
+            w,
+            weights().remove(1),
+            ints("zero", &[0]),
+            ints("one", &[1]),
+        ],
         vec![value("xb", &[]), h0],
         vec![
             value("ys", &[]),
@@ -270,7 +276,12 @@ fn roles_follow_values_through_the_tensor_operators() {
             shape,
         ],
         14,
-    );
+    )
+}
+
+#[test]
+fn roles_follow_values_through_the_tensor_operators() {
+    let bytes = around_the_lstm(weights().remove(0));
     let g = OnnxGraph::<f32>::from_bytes(&bytes, "t").unwrap();
     assert_eq!(g.input_role("xb"), Some(InputRole::Sequence));
     assert_eq!(g.input_role("h0"), Some(InputRole::InitialH));
@@ -394,4 +405,129 @@ fn huge_sizes_are_reported_as_they_are() {
         OnnxGraph::<f32>::from_bytes(&model(vec![big], weights(), i, o, 14), "t").unwrap_err();
     assert!(err.to_string().contains("4 * 4611686018427387904"), "{err}");
     assert!(err.to_string().contains("[1, 12, 2]"), "{err}");
+}
+
+/// The gradient through a whole graph (tensor operators on both sides of the LSTM, one output
+/// read twice by a Concat) against central differences of `run` in f64, for every input
+/// element and some weights; and the errors of a gradient that fits no output.
+#[test]
+fn graph_gradients_match_finite_differences() {
+    // The graph's float inputs and outputs declared float64.
+    let f64_graph = |w: TensorProto| {
+        let mut m = ModelProto::decode(around_the_lstm(w).as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        for v in g.input.iter_mut().chain(g.output.iter_mut()) {
+            if let Some(t) = v.r#type.as_mut().and_then(|t| t.tensor_type.as_mut())
+                && t.elem_type == 1
+            {
+                t.elem_type = 11;
+            }
+        }
+        OnnxGraph::<f64>::from_bytes(&m.encode_to_vec(), "t").unwrap()
+    };
+    let w = weights().remove(0);
+    let g = f64_graph(w.clone());
+    let mut rng = lstm_engine::init::SplitMix64::new(5);
+    let xb: ArrayD<f64> = rng.uniform_array(IxDyn(&[2, 3, I]), 1.0);
+    let h0: ArrayD<f64> = rng.uniform_array(IxDyn(&[2, 2, H]), 1.0);
+    let feeds = |xb: &ArrayD<f64>, h0: &ArrayD<f64>| {
+        vec![
+            ("xb".to_string(), Value::Float(xb.clone())),
+            ("h0".to_string(), Value::Float(h0.clone())),
+        ]
+    };
+    let out = g.run(feeds(&xb, &h0)).unwrap();
+    let d: Vec<(String, ArrayD<f64>)> = ["ys", "hn", "both"]
+        .iter()
+        .zip(&out)
+        .map(|(n, v)| (n.to_string(), rng.uniform_array(IxDyn(v.shape()), 1.0)))
+        .collect();
+    let loss = |g: &OnnxGraph<f64>, xb: &ArrayD<f64>, h0: &ArrayD<f64>| -> f64 {
+        let out = g.run(feeds(xb, h0)).unwrap();
+        out.iter()
+            .zip(&d)
+            .map(|(v, (_, d))| match v {
+                Value::Float(a) => (a * d).sum(),
+                Value::Int(_) => unreachable!(),
+            })
+            .sum()
+    };
+    let grads = g.backward(feeds(&xb, &h0), &d).unwrap();
+    assert_eq!(grads.outputs, out);
+    let names: Vec<&str> = grads.inputs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["xb", "h0"]);
+    let eps = 1e-6;
+    let check = |got: f64, plus: f64, minus: f64, what: &str| {
+        let want = (plus - minus) / (2.0 * eps);
+        assert!(
+            (got - want).abs() < 1e-7 * want.abs().max(1.0),
+            "{what}: {got} against {want}"
+        );
+    };
+    for j in 0..xb.len() {
+        let (mut p, mut m) = (xb.clone(), xb.clone());
+        p.as_slice_mut().unwrap()[j] += eps;
+        m.as_slice_mut().unwrap()[j] -= eps;
+        let got = grads.inputs[0].1.as_slice().unwrap()[j];
+        check(
+            got,
+            loss(&g, &p, &h0),
+            loss(&g, &m, &h0),
+            &format!("xb[{j}]"),
+        );
+    }
+    // Only the first layer's slice of h0 reaches the LSTM: the rest gets zero.
+    for j in 0..h0.len() {
+        let (mut p, mut m) = (h0.clone(), h0.clone());
+        p.as_slice_mut().unwrap()[j] += eps;
+        m.as_slice_mut().unwrap()[j] -= eps;
+        let got = grads.inputs[1].1.as_slice().unwrap()[j];
+        check(
+            got,
+            loss(&g, &xb, &p),
+            loss(&g, &xb, &m),
+            &format!("h0[{j}]"),
+        );
+    }
+    let (name, dw) = &grads.params[0];
+    assert_eq!(name, "W");
+    assert_eq!(
+        grads
+            .params
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["W", "R"]
+    );
+    for j in [0, 5, 13, 23] {
+        let moved = |by: f32| {
+            let mut w = w.clone();
+            w.float_data[j] += by;
+            f64_graph(w)
+        };
+        // The weights are stored as f32: step by what f32 can hold.
+        let step = 1e-3f32;
+        let got = dw.as_slice().unwrap()[j];
+        let want = (loss(&moved(step), &xb, &h0) - loss(&moved(-step), &xb, &h0))
+            / (2.0 * f64::from(w.float_data[j] + step) - 2.0 * f64::from(w.float_data[j]));
+        assert!(
+            (got - want).abs() < 1e-4 * want.abs().max(1.0),
+            "W[{j}]: {got} against {want}"
+        );
+    }
+    // Gradients that fit no output.
+    let shape = g.outputs()[3].name.clone();
+    let bad = |name: &str, a: ArrayD<f64>| g.backward(feeds(&xb, &h0), &[(name.to_string(), a)]);
+    assert!(matches!(
+        bad(&shape, ArrayD::zeros(IxDyn(&[3]))),
+        Err(LstmError::Invalid { .. })
+    ));
+    assert!(matches!(
+        bad("nope", ArrayD::zeros(IxDyn(&[3]))),
+        Err(LstmError::Invalid { .. })
+    ));
+    assert!(matches!(
+        bad("ys", ArrayD::zeros(IxDyn(&[3]))),
+        Err(LstmError::Shape { .. })
+    ));
 }

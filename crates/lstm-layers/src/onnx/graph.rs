@@ -19,7 +19,9 @@ use super::ops::Op;
 use super::proto::{self, NodeProto};
 use super::tensor::{Tensor, Value, decode_tensor};
 
+mod backward;
 mod roles;
+pub use backward::GraphGradients;
 pub use roles::{InputRole, OutputRole};
 
 /// A recurrent node of a graph.
@@ -381,6 +383,17 @@ impl<F: Scalar> OnnxGraph<F> {
     /// inputs do not fit it; [`LstmError::Shape`] for a feed whose shape is not the declared
     /// one, and whatever the recurrent nodes report.
     pub fn run(&self, feeds: Vec<(String, Value<F>)>) -> Result<Vec<Value<F>>> {
+        let (mut env, mut sizes) = self.evaluate(feeds)?;
+        self.output_values(&mut env, &mut sizes, false)
+    }
+
+    /// Runs every step on `feeds` (checked as [`OnnxGraph::run`] says): every value the graph
+    /// computes, by name, and the sizes the declared dimensions took.
+    #[allow(clippy::type_complexity)]
+    fn evaluate(
+        &self,
+        feeds: Vec<(String, Value<F>)>,
+    ) -> Result<(HashMap<&str, Value<F>>, HashMap<&str, usize>)> {
         self.check_supported()?;
         let mut env: HashMap<&str, Value<F>> = HashMap::new();
         let mut sizes: HashMap<&str, usize> = HashMap::new();
@@ -410,25 +423,7 @@ impl<F: Scalar> OnnxGraph<F> {
             ));
         }
         for step in &self.steps {
-            let args = step
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(k, n)| {
-                    if n.is_empty() || !step.reads(k) {
-                        return Ok(None);
-                    }
-                    env.get(n.as_str()).or_else(|| self.constants.get(n)).map(Some).ok_or_else(|| {
-                        LstmError::format(
-                            &self.source,
-                            format!(
-                                "{} reads {n:?}, which no graph input, initializer or earlier node gives",
-                                step.what()
-                            ),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let args = self.args(step, &env)?;
             let values = match &step.kind {
                 Kind::Tensor(op) => op
                     .run(&args, step.outputs.len())
@@ -446,11 +441,57 @@ impl<F: Scalar> OnnxGraph<F> {
                 }
             }
         }
+        Ok((env, sizes))
+    }
+
+    /// The values `step` reads, from `env` or the constants; `None` for absent inputs and for
+    /// a recurrent node's weights, which it holds.
+    fn args<'a>(
+        &'a self,
+        step: &Step<F>,
+        env: &'a HashMap<&str, Value<F>>,
+    ) -> Result<Vec<Option<&'a Value<F>>>> {
+        step.inputs
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                if n.is_empty() || !step.reads(k) {
+                    return Ok(None);
+                }
+                env.get(n.as_str())
+                    .or_else(|| self.constants.get(n))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        LstmError::format(
+                            &self.source,
+                            format!(
+                                "{} reads {n:?}, which no graph input, initializer or earlier \
+                                 node gives",
+                                step.what()
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The graph's outputs from `env`, checked against their declarations; taken out of `env`
+    /// unless `keep`.
+    fn output_values<'a>(
+        &'a self,
+        env: &mut HashMap<&'a str, Value<F>>,
+        sizes: &mut HashMap<&'a str, usize>,
+        keep: bool,
+    ) -> Result<Vec<Value<F>>> {
         self.outputs
             .iter()
             .map(|o| {
-                let v = env
-                    .remove(o.name.as_str())
+                let found = if keep {
+                    env.get(o.name.as_str()).cloned()
+                } else {
+                    env.remove(o.name.as_str())
+                };
+                let v = found
                     .or_else(|| self.constants.get(&o.name).cloned())
                     .ok_or_else(|| {
                         LstmError::format(
@@ -458,7 +499,7 @@ impl<F: Scalar> OnnxGraph<F> {
                             format!("no node gives the graph output {:?}", o.name),
                         )
                     })?;
-                check_declared(o, &v, &mut sizes, "graph output")?;
+                check_declared(o, &v, sizes, "graph output")?;
                 Ok(v)
             })
             .collect()

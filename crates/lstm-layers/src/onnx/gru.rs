@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array3, Array4, ArrayView3, Axis, s};
+use lstm_core::ndarray::{Array3, Array4, ArrayD, ArrayView3, Axis, s};
 use lstm_core::{LstmError, Result, Scalar};
-use lstm_gru::GruCell;
+use lstm_gru::{GruCell, GruGrad};
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, run_as_node, to_float};
+use super::rnn::{
+    NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node, to_float,
+};
 use super::tensor::{Tensor, Value};
 use crate::Stack;
 
@@ -21,6 +23,7 @@ pub struct OnnxGru<F> {
     layout: usize,
     /// Threads [`OnnxGru::run`] uses (see [`crate::StackOptions::threads`]); 1 by default.
     pub threads: usize,
+    has_bias: bool,
 }
 
 /// The two outputs of the operator, shaped for the node's layout.
@@ -80,6 +83,7 @@ impl<F: Scalar> OnnxGru<F> {
             direction: attrs.direction,
             layout: attrs.layout,
             threads: 1,
+            has_bias: b.is_some(),
         })
     }
 
@@ -134,5 +138,57 @@ impl<F: Scalar> OnnxGru<F> {
             Value::Float(out.y.into_dyn()),
             Value::Float(out.y_h.into_dyn()),
         ])
+    }
+
+    /// The backward of [`OnnxGru::run_values`] (see `OnnxLstm::backward_values`): the
+    /// gradients of `X` (slot 0), `W` (1), `R` (2), `B` (3) and `initial_h` (5), given those of
+    /// `[Y, Y_h]`.
+    pub(super) fn backward_values(
+        &self,
+        inputs: &[Option<&Value<F>>],
+        d_outputs: &[Option<&ArrayD<F>>],
+    ) -> Result<Vec<(usize, ArrayD<F>)>> {
+        let get = |k: usize| inputs.get(k).copied().flatten();
+        let x: Array3<F> = to_float(
+            get(0).ok_or_else(|| LstmError::invalid("GRU", "no input X"))?,
+            "X",
+        )?;
+        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
+        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
+        let d = d_outputs_of::<F, 2>(d_outputs, ["Y", "Y_h"])?;
+        let g = backward_as_node(
+            &self.stack,
+            self.layout,
+            x.view(),
+            lens.as_deref(),
+            &[(h0.as_ref().map(|a| a.view()), "initial_h")],
+            self.threads,
+            d.y.as_ref().map(|a| a.view()),
+            &[d.finals[0].as_ref().map(|a| a.view())],
+        )?;
+        let stacked = |f: &dyn Fn(&GruGrad<F>) -> ArrayD<F>| {
+            let parts: Vec<ArrayD<F>> = g.params.iter().map(f).collect();
+            let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+            lstm_core::ndarray::stack(Axis(0), &views)
+                .map_err(|e| LstmError::invalid("GRU gradient", e))
+        };
+        let mut out = vec![
+            (0, g.x.into_dyn()),
+            (1, stacked(&|e| e.w.clone().into_dyn())?),
+            (2, stacked(&|e| e.r.clone().into_dyn())?),
+        ];
+        if self.has_bias {
+            out.push((
+                3,
+                stacked(&|e| {
+                    lstm_core::ndarray::concatenate(Axis(0), &[e.wb.view(), e.rb.view()])
+                        .map_or_else(|_| e.wb.clone().into_dyn(), |a| a.into_dyn())
+                })?,
+            ));
+        }
+        if get(5).is_some() {
+            out.push((5, g.initial[0].clone().into_dyn()));
+        }
+        Ok(out)
     }
 }

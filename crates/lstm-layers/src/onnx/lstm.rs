@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Ix3};
+use lstm_core::ndarray::{Array1, Array2, Array3, Array4, ArrayD, ArrayView3, Axis, Ix3};
 use lstm_core::{LstmError, Result, Scalar, check_shape};
 use lstm_engine::{EngineSpec, GateConfig, LstmEngine};
 
 use super::proto::NodeProto;
-use super::rnn::{NodeInputs, OnnxDirection, RnnWeights, run_as_node, to_float};
+use super::rnn::{
+    NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node, to_float,
+};
 use super::tensor::{Tensor, Value};
 use crate::{LstmStack, convert};
 
@@ -27,6 +29,8 @@ pub struct OnnxLstm<F> {
     pub initial_c: Option<Array3<F>>,
     /// Threads [`OnnxLstm::run`] uses (see [`crate::StackOptions::threads`]); 1 by default.
     pub threads: usize,
+    has_bias: bool,
+    has_peepholes: bool,
 }
 
 /// The three outputs of the operator, shaped for the node's layout.
@@ -120,6 +124,8 @@ impl<F: Scalar> OnnxLstm<F> {
             initial_h,
             initial_c,
             threads: 1,
+            has_bias: b.is_some(),
+            has_peepholes: p.is_some(),
         })
     }
 
@@ -145,6 +151,85 @@ impl<F: Scalar> OnnxLstm<F> {
             Value::Float(out.y_h.into_dyn()),
             Value::Float(out.y_c.into_dyn()),
         ])
+    }
+
+    /// The backward of [`OnnxLstm::run_values`]: given the node's inputs and the gradients of
+    /// its outputs `[Y, Y_h, Y_c]` (absent ones are zero), the gradient of each float input
+    /// the node has, by slot: `X` (0), `W` (1), `R` (2), `B` (3), `initial_h` (5),
+    /// `initial_c` (6) and `P` (7), in the operator's shapes and gate order.
+    pub(super) fn backward_values(
+        &self,
+        inputs: &[Option<&Value<F>>],
+        d_outputs: &[Option<&ArrayD<F>>],
+    ) -> Result<Vec<(usize, ArrayD<F>)>> {
+        let get = |k: usize| inputs.get(k).copied().flatten();
+        let x: Array3<F> = to_float(
+            get(0).ok_or_else(|| LstmError::invalid("LSTM", "no input X"))?,
+            "X",
+        )?;
+        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
+        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
+        let c0: Option<Array3<F>> = get(6).map(|v| to_float(v, "initial_c")).transpose()?;
+        let d = d_outputs_of::<F, 3>(d_outputs, ["Y", "Y_h", "Y_c"])?;
+        let g = backward_as_node(
+            &self.stack,
+            self.layout,
+            x.view(),
+            lens.as_deref(),
+            &[
+                (h0.as_ref().map(|a| a.view()), "initial_h"),
+                (c0.as_ref().map(|a| a.view()), "initial_c"),
+            ],
+            self.threads,
+            d.y.as_ref().map(|a| a.view()),
+            &[
+                d.finals[0].as_ref().map(|a| a.view()),
+                d.finals[1].as_ref().map(|a| a.view()),
+            ],
+        )?;
+        let mut out = vec![(0, g.x.into_dyn())];
+        let per_dir = |f: &dyn Fn(&lstm_engine::EngineGrad<F>) -> Result<Array1<F>>| {
+            let rows = g.params.iter().map(f).collect::<Result<Vec<_>>>()?;
+            let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+            lstm_core::ndarray::stack(Axis(0), &views)
+                .map(|a| a.into_dyn())
+                .map_err(|e| LstmError::invalid("LSTM gradient", e))
+        };
+        let per_dir2 = |f: &dyn Fn(&lstm_engine::EngineGrad<F>) -> Result<Array2<F>>| {
+            let mats = g.params.iter().map(f).collect::<Result<Vec<_>>>()?;
+            let views: Vec<_> = mats.iter().map(|r| r.view()).collect();
+            lstm_core::ndarray::stack(Axis(0), &views)
+                .map(|a| a.into_dyn())
+                .map_err(|e| LstmError::invalid("LSTM gradient", e))
+        };
+        out.push((1, per_dir2(&|e| convert::gates_to_onnx(e.w_input.view()))?));
+        out.push((
+            2,
+            per_dir2(&|e| convert::gates_to_onnx(e.w_recurrent.view()))?,
+        ));
+        if self.has_bias {
+            // B = [Wb | Rb]: both are summed into the gates, so both get the summed bias's
+            // gradient.
+            out.push((
+                3,
+                per_dir(&|e| convert::bias_to_onnx(e.bias.view(), e.bias.view()))?,
+            ));
+        }
+        for (slot, part) in [(5, &g.initial[0]), (6, &g.initial[1])] {
+            if get(slot).is_some() {
+                out.push((slot, part.clone().into_dyn()));
+            }
+        }
+        if self.has_peepholes {
+            out.push((
+                7,
+                per_dir(&|e| match &e.peephole {
+                    Some(p) => convert::peephole_to_onnx(p.view()),
+                    None => Err(LstmError::invalid("P", "the engine has no peepholes")),
+                })?,
+            ));
+        }
+        Ok(out)
     }
 
     /// The node's `layout` attribute (0 or 1).

@@ -20,7 +20,7 @@ mod rnn;
 mod tensor;
 
 pub use declared::{Dim, GraphValue};
-pub use graph::{InputRole, OnnxGraph, OutputRole, RecurrentNode};
+pub use graph::{GraphGradients, InputRole, OnnxGraph, OutputRole, RecurrentNode};
 pub use gru::{OnnxGru, OnnxGruOutput};
 pub use lstm::{OnnxLstm, OnnxOutput};
 pub use rnn::{OnnxDirection, resolve_activations};

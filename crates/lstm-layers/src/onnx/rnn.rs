@@ -3,8 +3,12 @@
 
 use std::collections::HashMap;
 
-use lstm_core::ndarray::{Array, Array2, Array3, Array4, ArrayView3, Dimension};
-use lstm_core::{Activation, Layout, LstmError, RecurrentCell, Result, Scalar, check_shape};
+use lstm_core::ndarray::{
+    Array, Array2, Array3, Array4, ArrayD, ArrayView3, ArrayView4, Dimension,
+};
+use lstm_core::{
+    Activation, Backward, Layout, LstmError, RecurrentCell, Result, Scalar, check_shape,
+};
 
 use crate::{EmptyFinalState, Stack, StackOptions};
 
@@ -317,11 +321,131 @@ pub fn resolve_activations<F: Scalar>(
         .collect()
 }
 
-/// Runs `stack` (one layer) as an ONNX recurrent node: `x`, the initial state parts (`names`
-/// for messages) and the outputs in the node's `layout` (0: `X [T, B, I]`, states `[D, B, H]`,
-/// `Y [T, D, B, H]`; 1: `[B, T, I]`, `[B, D, H]`, `[B, T, D, H]`), lengths signed as the
-/// operator has them; a sample of length 0 has a zero final state, as in ONNX Runtime. Gives
-/// `Y` and each final state part.
+/// A call of a one-layer `stack` in an ONNX recurrent node's conventions: the node's `layout`
+/// (0: `X [T, B, I]`, states `[D, B, H]`, `Y [T, D, B, H]`; 1: `[B, T, I]`, `[B, D, H]`,
+/// `[B, T, D, H]`), lengths signed as the operator has them, and a sample of length 0 with a
+/// zero final state, as in ONNX Runtime.
+struct NodeCall<F> {
+    batch_first: bool,
+    t: usize,
+    b: usize,
+    d: usize,
+    h: usize,
+    lengths: Option<Vec<usize>>,
+    /// The initial state parts, `[D, B, H]`.
+    states: Vec<Option<Array3<F>>>,
+}
+
+impl<F: Scalar> NodeCall<F> {
+    /// Checks `x` and the initial state parts (`names` for messages) of a run of `stack`.
+    fn new<C: RecurrentCell<F> + Sync>(
+        stack: &Stack<C, F>,
+        layout: usize,
+        x: ArrayView3<'_, F>,
+        lengths: Option<&[i64]>,
+        initial: &[(Option<ArrayView3<'_, F>>, &str)],
+    ) -> Result<Self> {
+        let (d, h) = (stack.num_directions(), stack.hidden_size());
+        let batch_first = layout == 1;
+        let (t, b) = lstm_core::unroll::dims(x.shape(), Self::seq_layout(batch_first));
+        let lengths = lengths
+            .map(|l| crate::lengths_from_signed(l, t))
+            .transpose()?;
+        let mut call = Self {
+            batch_first,
+            t,
+            b,
+            d,
+            h,
+            lengths,
+            states: Vec::new(),
+        };
+        call.states = initial
+            .iter()
+            .map(|(given, what)| given.map(|a| call.state_in(a, what)).transpose())
+            .collect::<Result<_>>()?;
+        Ok(call)
+    }
+
+    fn seq_layout(batch_first: bool) -> Layout {
+        if batch_first {
+            Layout::BatchFirst
+        } else {
+            Layout::TimeMajor
+        }
+    }
+
+    /// A state part in the node's layout, checked, as the stack's `[D, B, H]`.
+    fn state_in(&self, a: ArrayView3<'_, F>, what: &str) -> Result<Array3<F>> {
+        let (d, b, h) = (self.d, self.b, self.h);
+        let want = if self.batch_first {
+            [b, d, h]
+        } else {
+            [d, b, h]
+        };
+        check_shape(what, a.shape(), &want)?;
+        Ok(self.swap(a))
+    }
+
+    /// Between `[D, B, H]` and the node's layout (a transpose when batch-first).
+    fn swap(&self, a: ArrayView3<'_, F>) -> Array3<F> {
+        if self.batch_first {
+            a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+        } else {
+            a.to_owned()
+        }
+    }
+
+    fn opts(&self, threads: usize) -> StackOptions<'_> {
+        StackOptions {
+            layout: Self::seq_layout(self.batch_first),
+            lengths: self.lengths.as_deref(),
+            empty_final_state: EmptyFinalState::Zero,
+            threads,
+            dropout: None,
+        }
+    }
+
+    fn views(parts: &[Option<Array3<F>>]) -> Vec<Option<ArrayView3<'_, F>>> {
+        parts.iter().map(|s| s.as_ref().map(|a| a.view())).collect()
+    }
+
+    /// The stack's output `[T, B, D*H]` (or `[B, T, D*H]`) as the node's `Y`.
+    fn y_out(&self, out: Array3<F>) -> Result<Array4<F>> {
+        let (t, b, d, h) = (self.t, self.b, self.d, self.h);
+        Ok(if self.batch_first {
+            out.into_shape_with_order((b, t, d, h))
+                .map_err(|e| LstmError::invalid("Y", e))?
+        } else {
+            out.into_shape_with_order((t, b, d, h))
+                .map_err(|e| LstmError::invalid("Y", e))?
+                .permuted_axes([0, 2, 1, 3])
+                .as_standard_layout()
+                .into_owned()
+        })
+    }
+
+    /// A gradient of the node's `Y`, checked, in the stack's output shape.
+    fn y_in(&self, dy: ArrayView4<'_, F>) -> Result<Array3<F>> {
+        let (t, b, d, h) = (self.t, self.b, self.d, self.h);
+        let (want, perm) = if self.batch_first {
+            ([b, t, d, h], [0, 1, 2, 3])
+        } else {
+            ([t, d, b, h], [0, 2, 1, 3])
+        };
+        check_shape("gradient of Y", dy.shape(), &want)?;
+        let rows = if self.batch_first { [b, t] } else { [t, b] };
+        dy.permuted_axes(perm)
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((rows[0], rows[1], d * h))
+            .map_err(|e| LstmError::invalid("gradient of Y", e))
+    }
+}
+
+/// Runs `stack` (one layer) as an ONNX recurrent node (see [`NodeCall`]): `x`, the initial
+/// state parts (`names` for messages) and the outputs in the node's `layout`. Gives `Y` and
+/// each final state part.
 pub(super) fn run_as_node<F: Scalar, C: RecurrentCell<F> + Sync>(
     stack: &Stack<C, F>,
     layout: usize,
@@ -330,58 +454,103 @@ pub(super) fn run_as_node<F: Scalar, C: RecurrentCell<F> + Sync>(
     initial: &[(Option<ArrayView3<'_, F>>, &str)],
     threads: usize,
 ) -> Result<(Array4<F>, Vec<Array3<F>>)> {
-    let (d, h) = (stack.num_directions(), stack.hidden_size());
-    let batch_first = layout == 1;
-    let seq_layout = if batch_first {
-        Layout::BatchFirst
-    } else {
-        Layout::TimeMajor
+    let call = NodeCall::new(stack, layout, x, lengths, initial)?;
+    let out = stack.forward_states(x, &NodeCall::views(&call.states), &call.opts(threads))?;
+    let y = call.y_out(out.output)?;
+    let finals = out.finals.iter().map(|a| call.swap(a.view())).collect();
+    Ok((y, finals))
+}
+
+/// The gradients [`backward_as_node`] gives, in the node's layout.
+pub(super) struct NodeGrads<F, G> {
+    /// `dX`.
+    pub x: Array3<F>,
+    /// The gradient of each initial state part.
+    pub initial: Vec<Array3<F>>,
+    /// Each direction's parameter gradients.
+    pub params: Vec<G>,
+}
+
+/// The backward of [`run_as_node`] for the gradients `d_y` of `Y` and `d_finals` of the final
+/// state parts (absent ones are zero), all in the node's layout.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_as_node<F: Scalar, C: Backward<F> + Sync>(
+    stack: &Stack<C, F>,
+    layout: usize,
+    x: ArrayView3<'_, F>,
+    lengths: Option<&[i64]>,
+    initial: &[(Option<ArrayView3<'_, F>>, &str)],
+    threads: usize,
+    d_y: Option<ArrayView4<'_, F>>,
+    d_finals: &[Option<ArrayView3<'_, F>>],
+) -> Result<NodeGrads<F, C::Grad>> {
+    let call = NodeCall::new(stack, layout, x, lengths, initial)?;
+    let d_out = match d_y {
+        Some(dy) => call.y_in(dy)?,
+        None => {
+            let rows = if call.batch_first {
+                [call.b, call.t]
+            } else {
+                [call.t, call.b]
+            };
+            Array3::zeros((rows[0], rows[1], call.d * call.h))
+        }
     };
-    let (t, b) = lstm_core::unroll::dims(x.shape(), seq_layout);
-    let lengths = lengths
-        .map(|l| crate::lengths_from_signed(l, t))
-        .transpose()?;
-    let swap = |a: ArrayView3<'_, F>| a.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
-    let states = initial
+    let d_finals = d_finals
         .iter()
-        .map(|(given, what)| {
-            given
+        .zip(initial)
+        .map(|(g, (_, what))| {
+            g.map(|a| call.state_in(a, &format!("gradient of the final {what}")))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let g = stack.backward(
+        x,
+        &NodeCall::views(&call.states),
+        &call.opts(threads),
+        d_out.view(),
+        &NodeCall::views(&d_finals),
+    )?;
+    Ok(NodeGrads {
+        x: g.input,
+        initial: g.initial.iter().map(|a| call.swap(a.view())).collect(),
+        params: g.params.into_iter().next().unwrap_or_default(),
+    })
+}
+
+/// The gradients of a recurrent node's outputs `[Y, Y_h, Y_c]` (or `[Y, Y_h]`) as arrays of
+/// their ranks; absent ones are `None`.
+pub(super) struct OutputGrads<F> {
+    pub y: Option<Array4<F>>,
+    pub finals: Vec<Option<Array3<F>>>,
+}
+
+/// Reads `d_outputs` (`names` for messages) as [`OutputGrads`].
+pub(super) fn d_outputs_of<F: Scalar, const N: usize>(
+    d_outputs: &[Option<&ArrayD<F>>],
+    names: [&str; N],
+) -> Result<OutputGrads<F>> {
+    let get = |k: usize| d_outputs.get(k).copied().flatten();
+    let rank = |a: &ArrayD<F>, what: &str, n: usize| {
+        LstmError::shape(format!("gradient of {what}"), format!("{n}-D"), a.shape())
+    };
+    let y = get(0)
+        .map(|a| {
+            a.clone()
+                .into_dimensionality()
+                .map_err(|_| rank(a, names[0], 4))
+        })
+        .transpose()?;
+    let finals = (1..N)
+        .map(|k| {
+            get(k)
                 .map(|a| {
-                    let want = if batch_first { [b, d, h] } else { [d, b, h] };
-                    check_shape(what, a.shape(), &want)?;
-                    Ok(if batch_first { swap(a) } else { a.to_owned() })
+                    a.clone()
+                        .into_dimensionality()
+                        .map_err(|_| rank(a, names[k], 3))
                 })
                 .transpose()
         })
-        .collect::<Result<Vec<Option<Array3<F>>>>>()?;
-    let views: Vec<_> = states
-        .iter()
-        .map(|s| s.as_ref().map(|a| a.view()))
-        .collect();
-    let opts = StackOptions {
-        layout: seq_layout,
-        lengths: lengths.as_deref(),
-        empty_final_state: EmptyFinalState::Zero,
-        threads,
-        dropout: None,
-    };
-    let out = stack.forward_states(x, &views, &opts)?;
-    let y = if batch_first {
-        out.output
-            .into_shape_with_order((b, t, d, h))
-            .map_err(|e| LstmError::invalid("Y", e))?
-    } else {
-        out.output
-            .into_shape_with_order((t, b, d, h))
-            .map_err(|e| LstmError::invalid("Y", e))?
-            .permuted_axes([0, 2, 1, 3])
-            .as_standard_layout()
-            .into_owned()
-    };
-    let finals = out
-        .finals
-        .into_iter()
-        .map(|a| if batch_first { swap(a.view()) } else { a })
-        .collect();
-    Ok((y, finals))
+        .collect::<Result<_>>()?;
+    Ok(OutputGrads { y, finals })
 }
