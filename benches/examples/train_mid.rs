@@ -20,7 +20,11 @@ fn main() -> lstm_core::Result<()> {
     let opts = SeqOptions::default();
     let mut times = Vec::new();
     let mut ws = lstm_core::Workspace::new();
-    for k in 0..24 {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    for k in 0..runs {
         let t0 = Instant::now();
         let g = lstm_core::backward::backward_in(
             &cell,

@@ -142,7 +142,7 @@ fn measure(variant: &str, w: &Workload, threads: usize) -> CliResult<(f64, f64)>
     if w.trains() {
         let dy = Array3::<f32>::ones((w.steps, w.batch, 2 * w.hidden));
         let secs = time_runs(warm, reps, || {
-            stack.backward(x.view(), &[], &opts, dy.view(), &[])?;
+            stack.backward_params(x.view(), &[], &opts, dy.view(), &[])?;
             Ok(())
         })?;
         // Forward and backward, three times the forward's work.
@@ -180,14 +180,17 @@ fn measure_cell<C: RecurrentCell<f32> + Backward<f32> + Sync>(
         let dy = Array3::<f32>::ones((w.steps, w.batch, cell.output_size()));
         let opts = SeqOptions::default();
         let (warm, reps) = repetitions(w);
+        let mut ws = [Workspace::new(), Workspace::new()];
         let secs = time_runs(warm, reps, || {
-            lstm_core::backward::backward_in(
+            lstm_engine::threads::backward_in_threads(
                 cell,
                 x.view(),
                 None,
                 &opts,
                 dy.view(),
                 None,
+                false,
+                threads,
                 &mut ws,
             )?;
             Ok(())

@@ -20,8 +20,9 @@ use crate::{CellState, Direction, Layout, RecurrentCell, Result, Scalar, SeqOpti
 /// The generic [`backward`] runs backpropagation through time for any such cell; the shared
 /// suite checks every implementation against finite differences.
 pub trait Backward<F: Scalar>: RecurrentCell<F> {
-    /// The gradient of the cell's parameters, in the layout the cell computes it.
-    type Grad: Clone + std::fmt::Debug + Send;
+    /// The gradient of the cell's parameters, in the layout the cell computes it. Gradients
+    /// add (`+=`), so that parts of a batch can be differentiated apart and summed.
+    type Grad: Clone + std::fmt::Debug + Send + for<'a> std::ops::AddAssign<&'a Self::Grad>;
 
     /// A zero gradient for this cell's parameters.
     fn zero_grad(&self) -> Self::Grad;
@@ -51,7 +52,8 @@ pub trait Backward<F: Scalar>: RecurrentCell<F> {
     /// state before the first step, `d` on entry the gradient with respect to the final state
     /// and on return the one with respect to `initial`; writes the input's gradient to
     /// `d_input [T, B, I]` (zero on entry) and adds the parameters' to `grad`. `opts.layout`
-    /// is ignored (everything is time-major).
+    /// is ignored (everything is time-major). A `d_input` of width 0 means the caller does
+    /// not need the input's gradient ([`backward_params_in`]): it may skip computing it.
     ///
     /// The default steps forward keeping every state, then runs
     /// [`step_backward_unchecked`](Self::step_backward_unchecked) from the last step to the
@@ -129,6 +131,38 @@ pub fn backward_in<F: Scalar, C: Backward<F> + ?Sized>(
     d_final: Option<&C::State>,
     ws: &mut Workspace<F>,
 ) -> Result<Gradients<F, C::State, C::Grad>> {
+    run_backward(cell, input, initial, opts, d_output, d_final, ws, true)
+}
+
+/// [`backward_in`] without the gradient with respect to the input, which a first layer, whose
+/// input is data, does not need: its product is skipped, and the returned `input` is empty
+/// (`[0, 0, 0]`).
+///
+/// # Errors
+/// As [`backward`].
+pub fn backward_params_in<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    initial: Option<&C::State>,
+    opts: &SeqOptions<'_>,
+    d_output: ArrayView3<'_, F>,
+    d_final: Option<&C::State>,
+    ws: &mut Workspace<F>,
+) -> Result<Gradients<F, C::State, C::Grad>> {
+    run_backward(cell, input, initial, opts, d_output, d_final, ws, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_backward<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    initial: Option<&C::State>,
+    opts: &SeqOptions<'_>,
+    d_output: ArrayView3<'_, F>,
+    d_final: Option<&C::State>,
+    ws: &mut Workspace<F>,
+    want_input: bool,
+) -> Result<Gradients<F, C::State, C::Grad>> {
     let (t_len, batch) = unroll::dims(input.shape(), opts.layout);
     let (p, h) = (cell.output_size(), cell.hidden_size());
     let zero = || C::State::zeros(batch, p, h);
@@ -154,9 +188,11 @@ pub fn backward_in<F: Scalar, C: Backward<F> + ?Sized>(
         ),
     };
     let mut grad = cell.zero_grad();
-    let mut dx = Array3::zeros((t_len, batch, cell.input_size()));
+    let width = if want_input { cell.input_size() } else { 0 };
+    let mut dx = Array3::zeros((t_len, batch, width));
     cell.sequence_backward_unchecked(x, &state, opts, dy, &mut d, dx.view_mut(), &mut grad, ws);
     let input_grad = match opts.layout {
+        _ if !want_input => Array3::zeros((0, 0, 0)),
         Layout::TimeMajor => dx,
         Layout::BatchFirst => dx
             .permuted_axes([1, 0, 2])
@@ -244,6 +280,9 @@ pub fn stepwise_backward<F: Scalar, C: Backward<F> + ?Sized>(
             ws,
         );
         restore_inactive(d, &kept, inactive);
+        if dx.dim().2 == 0 {
+            continue;
+        }
         for b in 0..batch {
             let t = time(b, k);
             if t != INACTIVE {

@@ -21,6 +21,15 @@ pub struct GruGrad<F> {
     pub rb: Array1<F>,
 }
 
+impl<F: Scalar> std::ops::AddAssign<&GruGrad<F>> for GruGrad<F> {
+    fn add_assign(&mut self, other: &GruGrad<F>) {
+        self.w += &other.w;
+        self.r += &other.r;
+        self.wb += &other.wb;
+        self.rb += &other.rb;
+    }
+}
+
 impl<F: Scalar> Backward<F> for GruCell<F> {
     type Grad = GruGrad<F>;
 

@@ -478,10 +478,10 @@ impl<F: Scalar> Trainer<F> {
         let part = |k: usize| init.get(k).copied().flatten();
         let g = match &model {
             TorchModel::Lstm(_) => {
-                model.backward(x, part(0), part(1), &opts, hg.d_output.view(), None, None)?
+                model.backward_params(x, part(0), part(1), &opts, hg.d_output.view(), None, None)?
             }
             TorchModel::Gru(_) => {
-                model.backward(x, part(0), None, &opts, hg.d_output.view(), None, None)?
+                model.backward_params(x, part(0), None, &opts, hg.d_output.view(), None, None)?
             }
         };
         let names: Vec<String> = self.tensors.keys().cloned().collect();

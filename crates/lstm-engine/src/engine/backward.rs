@@ -31,6 +31,22 @@ pub struct EngineGrad<F> {
     pub projection: Option<Array2<F>>,
 }
 
+impl<F: Scalar> std::ops::AddAssign<&EngineGrad<F>> for EngineGrad<F> {
+    fn add_assign(&mut self, other: &EngineGrad<F>) {
+        self.w_input += &other.w_input;
+        self.w_recurrent += &other.w_recurrent;
+        self.bias += &other.bias;
+        for (a, b) in [
+            (&mut self.peephole, &other.peephole),
+            (&mut self.projection, &other.projection),
+        ] {
+            if let (Some(a), Some(b)) = (a, b) {
+                *a += b;
+            }
+        }
+    }
+}
+
 /// The weights in their given layout, for the backward products, and packed for the kernels
 /// as the right-hand side of `dZ W` (`K = 4H`).
 #[derive(Clone, Debug)]
@@ -399,6 +415,9 @@ impl<F: Scalar> LstmEngine<F> {
                     *v += out[n * ld + kk];
                 }
             }
+        }
+        if dx.dim().2 == 0 {
+            return;
         }
         dxs.fill(F::zero());
         let dzs = dz.as_slice().expect("standard layout");

@@ -1,8 +1,8 @@
 //! Backpropagation through the stack: every layer and direction, from the last layer down.
 
-use lstm_core::backward::backward_in;
 use lstm_core::ndarray::{Array3, ArrayView3, Axis, s};
 use lstm_core::{Backward, CellState, Layout, LstmError, Result, Scalar, SeqOptions, check_shape};
+use lstm_engine::threads::backward_in_threads;
 
 use super::{EmptyFinalState, Stack, StackOptions};
 
@@ -40,6 +40,35 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
         opts: &StackOptions<'_>,
         d_output: ArrayView3<'_, F>,
         d_finals: &[Option<ArrayView3<'_, F>>],
+    ) -> Result<StackGradients<F, C::Grad>> {
+        self.run_backward(x, initial, opts, d_output, d_finals, true)
+    }
+
+    /// [`Stack::backward`] without the gradient with respect to the input, as training needs
+    /// it (the input is data): the first layer skips that product, and the returned `input`
+    /// is empty (`[0, 0, 0]`).
+    ///
+    /// # Errors
+    /// As [`Stack::backward`].
+    pub fn backward_params(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &[Option<ArrayView3<'_, F>>],
+        opts: &StackOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d_finals: &[Option<ArrayView3<'_, F>>],
+    ) -> Result<StackGradients<F, C::Grad>> {
+        self.run_backward(x, initial, opts, d_output, d_finals, false)
+    }
+
+    fn run_backward(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &[Option<ArrayView3<'_, F>>],
+        opts: &StackOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d_finals: &[Option<ArrayView3<'_, F>>],
+        want_input: bool,
     ) -> Result<StackGradients<F, C::Grad>> {
         let (t, b) = self.check_run(x, initial, opts)?;
         let (d, p, h, l) = (
@@ -100,11 +129,16 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
         let mut d_out = time_major(d_output);
         let mut init_grads: Vec<Array3<F>> =
             (0..parts).map(|k| Array3::zeros(final_shape(k))).collect();
-        let mut ws = lstm_core::Workspace::new();
+        let mut ws = [lstm_core::Workspace::new(), lstm_core::Workspace::new()];
         let mut params: Vec<Vec<C::Grad>> = Vec::with_capacity(self.layers.len());
         for (k, layer) in self.layers.iter().enumerate().rev() {
             let input = &inputs[k];
-            let mut d_in = Array3::zeros(input.raw_dim());
+            let skip_input = k == 0 && !want_input;
+            let mut d_in = if skip_input {
+                Array3::zeros((0, 0, 0))
+            } else {
+                Array3::zeros(input.raw_dim())
+            };
             let mut grads = Vec::with_capacity(d);
             for (dir, cell) in layer.iter().enumerate() {
                 let idx = k * d + dir;
@@ -120,16 +154,20 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
                     }
                 }
                 let dy = d_out.slice(s![.., .., dir * p..(dir + 1) * p]);
-                let g = backward_in(
+                let g = backward_in_threads(
                     cell,
                     input.view(),
                     Some(&s0),
                     &self.seq(dir, opts),
                     dy,
                     Some(&d_final),
+                    !skip_input,
+                    opts.threads,
                     &mut ws,
                 )?;
-                d_in += &g.input;
+                if !skip_input {
+                    d_in += &g.input;
+                }
                 for (part, acc) in init_grads.iter_mut().enumerate() {
                     acc.index_axis_mut(Axis(0), idx)
                         .assign(&g.initial.part(part));
@@ -147,6 +185,7 @@ impl<F: Scalar, C: Backward<F> + Sync> Stack<C, F> {
         }
         params.reverse();
         let input_grad = match opts.layout {
+            _ if !want_input => d_out,
             Layout::TimeMajor => d_out,
             Layout::BatchFirst => d_out
                 .permuted_axes([1, 0, 2])

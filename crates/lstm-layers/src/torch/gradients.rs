@@ -60,10 +60,47 @@ impl<F: Scalar> TorchModel<F> {
         d_h: Option<ArrayView3<'_, F>>,
         d_c: Option<ArrayView3<'_, F>>,
     ) -> Result<TorchGradients<F>> {
+        self.run_backward(x, [h0, c0], opts, d_output, [d_h, d_c], true)
+    }
+
+    /// [`TorchModel::backward`] without the input's gradient (see [`crate::Stack::backward_params`]):
+    /// what training needs.
+    ///
+    /// # Errors
+    /// As [`TorchModel::backward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_params(
+        &self,
+        x: ArrayView3<'_, F>,
+        h0: Option<ArrayView3<'_, F>>,
+        c0: Option<ArrayView3<'_, F>>,
+        opts: &StackOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d_h: Option<ArrayView3<'_, F>>,
+        d_c: Option<ArrayView3<'_, F>>,
+    ) -> Result<TorchGradients<F>> {
+        self.run_backward(x, [h0, c0], opts, d_output, [d_h, d_c], false)
+    }
+
+    fn run_backward(
+        &self,
+        x: ArrayView3<'_, F>,
+        [h0, c0]: [Option<ArrayView3<'_, F>>; 2],
+        opts: &StackOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        [d_h, d_c]: [Option<ArrayView3<'_, F>>; 2],
+        want_input: bool,
+    ) -> Result<TorchGradients<F>> {
         match self {
-            Self::Lstm(s) => s
-                .backward(x, &[h0, c0], opts, d_output, &[d_h, d_c])
-                .map(TorchGradients::Lstm),
+            Self::Lstm(s) => {
+                let (i, d) = ([h0, c0], [d_h, d_c]);
+                if want_input {
+                    s.backward(x, &i, opts, d_output, &d)
+                } else {
+                    s.backward_params(x, &i, opts, d_output, &d)
+                }
+                .map(TorchGradients::Lstm)
+            }
             Self::Gru(s) => {
                 if c0.is_some() || d_c.is_some() {
                     return Err(LstmError::invalid(
@@ -71,8 +108,12 @@ impl<F: Scalar> TorchModel<F> {
                         "an nn.GRU has no cell state",
                     ));
                 }
-                s.backward(x, &[h0], opts, d_output, &[d_h])
-                    .map(TorchGradients::Gru)
+                if want_input {
+                    s.backward(x, &[h0], opts, d_output, &[d_h])
+                } else {
+                    s.backward_params(x, &[h0], opts, d_output, &[d_h])
+                }
+                .map(TorchGradients::Gru)
             }
         }
     }
