@@ -26,7 +26,7 @@ fn main() -> lstm_core::Result<()> {
         .unwrap_or(24);
     for k in 0..runs {
         let t0 = Instant::now();
-        let g = lstm_core::backward::backward_in(
+        let g = lstm_core::backward::backward_params_in(
             &cell,
             x.view(),
             None,

@@ -349,3 +349,79 @@ fn two_threads_split_the_batch_exactly() {
         }
     }
 }
+
+/// The fused sequence backward (its gate pass in lanes of 16, with a tail) against the
+/// stepwise one, which shares none of its code, at widths that have whole lanes and a tail.
+#[test]
+fn fused_backward_equals_the_stepwise_one() {
+    use lstm_core::Workspace;
+    use lstm_core::backward::{backward_in, stepwise_backward};
+    for (h, seed) in [(16, 1), (37, 2), (64, 3)] {
+        let (t, b, i) = (6, 5, 7);
+        let mut rng = SplitMix64::new(seed);
+        let wx: Array2<f64> = rng.uniform_array((4 * h, i), 0.4);
+        let wr: Array2<f64> = rng.uniform_array((4 * h, h), 0.4);
+        let e = LstmEngine::new(EngineSpec::standard(wx.view(), wr.view())).expect("valid spec");
+        let x: Array3<f64> = rng.uniform_array((t, b, i), 1.0);
+        let dy: Array3<f64> = rng.uniform_array((t, b, h), 1.0);
+        let s0 = LstmState::new(
+            rng.uniform_array((b, h), 1.0),
+            rng.uniform_array((b, h), 1.0),
+        )
+        .expect("matching parts");
+        let opts = SeqOptions::default();
+        let fused = backward_in(
+            &e,
+            x.view(),
+            Some(&s0),
+            &opts,
+            dy.view(),
+            Some(&s0),
+            &mut Workspace::new(),
+        )
+        .expect("valid run");
+        let mut d = s0.clone();
+        let mut dx = Array3::zeros((t, b, i));
+        let mut grad = e.zero_grad();
+        stepwise_backward(
+            &e,
+            x.view(),
+            &s0,
+            &opts,
+            dy.view(),
+            &mut d,
+            dx.view_mut(),
+            &mut grad,
+            &mut Workspace::new(),
+        );
+        let close = |a: &ArrayD<f64>, b: &ArrayD<f64>, what: &str| {
+            let err = a
+                .iter()
+                .zip(b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < 1e-12, "H {h}, {what}: differs by {err}");
+        };
+        close(&fused.input.into_dyn(), &dx.into_dyn(), "input");
+        close(
+            &fused.initial.h().to_owned().into_dyn(),
+            &d.h().to_owned().into_dyn(),
+            "h0",
+        );
+        close(
+            &fused.initial.c().to_owned().into_dyn(),
+            &d.c().to_owned().into_dyn(),
+            "c0",
+        );
+        close(
+            &fused.params.w_input.into_dyn(),
+            &grad.w_input.into_dyn(),
+            "w_input",
+        );
+        close(
+            &fused.params.w_recurrent.into_dyn(),
+            &grad.w_recurrent.into_dyn(),
+            "w_recurrent",
+        );
+        close(&fused.params.bias.into_dyn(), &grad.bias.into_dyn(), "bias");
+    }
+}
