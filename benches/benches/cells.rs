@@ -155,7 +155,8 @@ fn bench_threads(c: &mut Criterion) {
 }
 
 /// Training: one forward and backward pass of every registered cell on train-mid (loss = sum
-/// of the outputs), through `lstm_core::backward::backward_in` with a kept workspace.
+/// of the outputs), through `lstm_core::backward::backward_params_in` with a kept workspace:
+/// like PyTorch's script, without the input's gradient.
 fn bench_backward(c: &mut Criterion) {
     let w = Workload::TRAIN_MID;
     let mut group = c.benchmark_group(w.name);
@@ -178,7 +179,7 @@ fn bench_backward(c: &mut Criterion) {
             self.group
                 .bench_function(BenchmarkId::new("backward", C::NAME), |b| {
                     b.iter(|| {
-                        lstm_core::backward::backward_in(
+                        lstm_core::backward::backward_params_in(
                             &cell,
                             black_box(x.view()),
                             None,

@@ -1,6 +1,7 @@
 //! The train-mid workload of `../shared/PERF.md` (B 32, T 50, I 64, H 128, loss = sum of the
 //! outputs): one forward and backward pass of the split cell through
-//! `lstm_core::backward::backward_in` with a kept workspace, median of 21 runs after 3 of
+//! `lstm_core::backward::backward_params_in` (no input gradient, as in PyTorch's script)
+//! with a kept workspace, median of 21 runs after 3 of
 //! warm-up, on one thread.
 //!
 //! `cargo run --release -p lstm-benches --example train_mid`

@@ -23,7 +23,7 @@ pub const HELP: &str = "\
                [--task regression|classification] [--per-step] [--epochs E] [--batch-size B]
                [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay W] [--clip-grad-norm X]
                [--tbptt K] [--dropout P] [--validation-split F] [--sequence-lens LENS.npy] [--batch-first]
-               [--seed S]
+               [--seed S] [--schedule constant|step:N[:GAMMA]|cosine:N[:MIN]] [--forget-bias V]
                [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
         Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
         Regression targets are float [B, O] ([T, B, O] with --per-step), classification
@@ -34,7 +34,12 @@ pub const HELP: &str = "\
         MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
         steps, one optimizer step per chunk, the state carried (--per-step, one direction).
         --dropout P drops between layers while training, as nn.LSTM(dropout=P) does.
-        Defaults: lstm, H 32, 1 layer, regression,
+        --schedule steps the learning rate once per epoch: step:N[:GAMMA] is StepLR (times
+        GAMMA, default 0.1, every N epochs), cosine:N[:MIN] is CosineAnnealingLR (down to MIN,
+        default 0, over N epochs). --forget-bias V starts the forget gate's biases at V.
+        Example: lstm train --input x.npy --target y.npy --output m.safetensors --epochs 40
+        --schedule cosine:40
+        Defaults: lstm, H 32, 1 layer, regression, constant rate, PyTorch's initialisation,
         10 epochs, batches of 32, adam, lr 1e-3, no validation, seed 0.
     lstm predict --model MODEL.safetensors --input X.npy --output P.npy [--sequence-lens LENS.npy]
                [--batch-first] [--threads N]
@@ -69,6 +74,8 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     tbptt: Option<usize>,
     dropout: Option<f64>,
+    schedule: Schedule<f64>,
+    forget_bias: Option<f64>,
     plot: Option<PathBuf>,
     json: bool,
 }
@@ -106,6 +113,8 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
         resume: None,
         tbptt: None,
         dropout: None,
+        schedule: Schedule::Constant,
+        forget_bias: None,
         plot: None,
         json: false,
     };
@@ -148,6 +157,8 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("validation-split") => a.validation = number(&mut p, "--validation-split")?,
             Long("sequence-lens") => a.lengths = Some(p.value()?.into()),
             Long("batch-first") => a.batch_first = true,
+            Long("schedule") => a.schedule = schedule(&p.value()?.string()?)?,
+            Long("forget-bias") => a.forget_bias = Some(number(&mut p, "--forget-bias")?),
             Long("seed") => a.seed = number(&mut p, "--seed")?,
             Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
             Long("resume") => a.resume = Some(p.value()?.into()),
@@ -332,9 +343,19 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
         batch_size: a.batch_size,
         optimizer,
         lr: F::of(a.lr),
-        schedule: Schedule::Constant,
+        schedule: match a.schedule {
+            Schedule::Constant => Schedule::Constant,
+            Schedule::Step { step_size, gamma } => Schedule::Step {
+                step_size,
+                gamma: F::of(gamma),
+            },
+            Schedule::Cosine { t_max, eta_min } => Schedule::Cosine {
+                t_max,
+                eta_min: F::of(eta_min),
+            },
+        },
         clip_grad_norm: a.clip.map(F::of),
-        forget_bias: None,
+        forget_bias: a.forget_bias.map(F::of),
         seed: a.seed,
         threads: a.threads,
         tbptt: a.tbptt,
@@ -450,4 +471,38 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
         outln!("saved {}", out.display());
     }
     Ok(())
+}
+
+/// `--schedule`: `constant`, `step:N[:GAMMA]` or `cosine:N[:MIN]`.
+fn schedule(v: &str) -> CliResult<Schedule<f64>> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--schedule is constant, step:N[:GAMMA] or cosine:N[:MIN] (N a whole number of \
+             epochs, at least 1), got {v:?}"
+        ))
+    };
+    let mut parts = v.split(':');
+    let kind = parts.next().unwrap_or("");
+    let n = parts.next().map(str::parse::<u64>);
+    let x = parts.next().map(str::parse::<f64>);
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    let x = match x {
+        None => None,
+        Some(Ok(x)) if x.is_finite() => Some(x),
+        Some(_) => return Err(bad()),
+    };
+    Ok(match (kind, n) {
+        ("constant", None) if x.is_none() => Schedule::Constant,
+        ("step", Some(Ok(n))) if n >= 1 => Schedule::Step {
+            step_size: n,
+            gamma: x.unwrap_or(0.1),
+        },
+        ("cosine", Some(Ok(n))) if n >= 1 => Schedule::Cosine {
+            t_max: n,
+            eta_min: x.unwrap_or(0.0),
+        },
+        _ => return Err(bad()),
+    })
 }

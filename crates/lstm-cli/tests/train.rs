@@ -212,3 +212,57 @@ fn bad_uses_are_errors() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--schedule` reaches the optimizer: with `step:1:0` the rate is zero from the second epoch
+/// on, so the model stops changing and the second and third epochs' losses agree; without
+/// it they do not. A bad schedule is a usage error.
+#[test]
+fn the_schedule_sets_the_rate_of_each_epoch() {
+    let dir = scratch("schedule");
+    let (x, y, _) = data(&dir);
+    let model = dir.join("m.safetensors").display().to_string();
+    let epochs = |extra: &[&str]| -> Vec<f64> {
+        let mut a = vec!["train", "--input", &x, "--target", &y, "--output", &model];
+        a.extend(["--epochs", "3", "--lr", "0.05", "--format", "json"]);
+        a.extend(extra);
+        let out = lstm(&a);
+        let curve = &out[out.find("\"epochs\"").unwrap()..];
+        curve
+            .split("\"train_loss\": ")
+            .skip(1)
+            .map(|s| s.split([',', '}']).next().unwrap().trim().parse().unwrap())
+            .collect()
+    };
+    let frozen = epochs(&["--schedule", "step:1:0"]);
+    assert_eq!(frozen.len(), 3);
+    assert!(
+        (frozen[1] - frozen[2]).abs() <= 1e-9 * frozen[1].abs(),
+        "{frozen:?}"
+    );
+    let constant = epochs(&[]);
+    assert!((constant[1] - constant[2]).abs() > 1e-6, "{constant:?}");
+    let cosine = epochs(&["--schedule", "cosine:3:0.01", "--forget-bias", "1"]);
+    assert!(cosine.iter().all(|v| v.is_finite()));
+    for bad in [
+        "cosine",
+        "step:0",
+        "step:2:x",
+        "linear:3",
+        "constant:1",
+        "step:1:2:3",
+    ] {
+        let a = [
+            "train",
+            "--input",
+            &x,
+            "--target",
+            &y,
+            "--output",
+            &model,
+            "--schedule",
+            bad,
+        ];
+        fails(&a, &["--schedule", bad]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
