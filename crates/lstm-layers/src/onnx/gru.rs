@@ -10,7 +10,7 @@ use lstm_gru::{GruCell, GruGrad};
 
 use super::proto::NodeProto;
 use super::rnn::{
-    NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node, to_float,
+    NodeArgs, NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node,
 };
 use super::tensor::{Tensor, Value};
 use crate::Stack;
@@ -126,13 +126,7 @@ impl<F: Scalar> OnnxGru<F> {
 
     /// Runs the node on graph values (see `OnnxLstm::run_values`); gives `[Y, Y_h]`.
     pub(super) fn run_values(&self, inputs: &[Option<&Value<F>>]) -> Result<Vec<Value<F>>> {
-        let get = |k: usize| inputs.get(k).copied().flatten();
-        let x: Array3<F> = to_float(
-            get(0).ok_or_else(|| LstmError::invalid("GRU", "no input X"))?,
-            "X",
-        )?;
-        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
-        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
+        let NodeArgs { x, lens, h0, .. } = NodeArgs::read(inputs, "GRU")?;
         let out = self.run(x.view(), lens.as_deref(), h0.as_ref().map(|a| a.view()))?;
         Ok(vec![
             Value::Float(out.y.into_dyn()),
@@ -148,13 +142,7 @@ impl<F: Scalar> OnnxGru<F> {
         inputs: &[Option<&Value<F>>],
         d_outputs: &[Option<&ArrayD<F>>],
     ) -> Result<Vec<(usize, ArrayD<F>)>> {
-        let get = |k: usize| inputs.get(k).copied().flatten();
-        let x: Array3<F> = to_float(
-            get(0).ok_or_else(|| LstmError::invalid("GRU", "no input X"))?,
-            "X",
-        )?;
-        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
-        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
+        let NodeArgs { x, lens, h0, .. } = NodeArgs::read(inputs, "GRU")?;
         let d = d_outputs_of::<F, 2>(d_outputs, ["Y", "Y_h"])?;
         let g = backward_as_node(
             &self.stack,
@@ -186,7 +174,7 @@ impl<F: Scalar> OnnxGru<F> {
                 })?,
             ));
         }
-        if get(5).is_some() {
+        if h0.is_some() {
             out.push((5, g.initial[0].clone().into_dyn()));
         }
         Ok(out)

@@ -10,7 +10,8 @@ use lstm_engine::{EngineSpec, GateConfig, LstmEngine};
 
 use super::proto::NodeProto;
 use super::rnn::{
-    NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node, to_float,
+    NodeArgs, NodeInputs, OnnxDirection, RnnWeights, backward_as_node, d_outputs_of, run_as_node,
+    to_float,
 };
 use super::tensor::{Tensor, Value};
 use crate::{LstmStack, convert};
@@ -132,14 +133,7 @@ impl<F: Scalar> OnnxLstm<F> {
     /// Runs the node on graph values: `inputs[k]` is the node's input `k` (`X`, `W`, ...), or
     /// `None` when absent; gives `[Y, Y_h, Y_c]`.
     pub(super) fn run_values(&self, inputs: &[Option<&Value<F>>]) -> Result<Vec<Value<F>>> {
-        let get = |k: usize| inputs.get(k).copied().flatten();
-        let x: Array3<F> = to_float(
-            get(0).ok_or_else(|| LstmError::invalid("LSTM", "no input X"))?,
-            "X",
-        )?;
-        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
-        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
-        let c0: Option<Array3<F>> = get(6).map(|v| to_float(v, "initial_c")).transpose()?;
+        let NodeArgs { x, lens, h0, c0 } = NodeArgs::read(inputs, "LSTM")?;
         let out = self.run(
             x.view(),
             lens.as_deref(),
@@ -162,14 +156,7 @@ impl<F: Scalar> OnnxLstm<F> {
         inputs: &[Option<&Value<F>>],
         d_outputs: &[Option<&ArrayD<F>>],
     ) -> Result<Vec<(usize, ArrayD<F>)>> {
-        let get = |k: usize| inputs.get(k).copied().flatten();
-        let x: Array3<F> = to_float(
-            get(0).ok_or_else(|| LstmError::invalid("LSTM", "no input X"))?,
-            "X",
-        )?;
-        let lens = get(4).map(|v| v.ints("sequence_lens")).transpose()?;
-        let h0: Option<Array3<F>> = get(5).map(|v| to_float(v, "initial_h")).transpose()?;
-        let c0: Option<Array3<F>> = get(6).map(|v| to_float(v, "initial_c")).transpose()?;
+        let NodeArgs { x, lens, h0, c0 } = NodeArgs::read(inputs, "LSTM")?;
         let d = d_outputs_of::<F, 3>(d_outputs, ["Y", "Y_h", "Y_c"])?;
         let g = backward_as_node(
             &self.stack,
@@ -215,8 +202,12 @@ impl<F: Scalar> OnnxLstm<F> {
                 per_dir(&|e| convert::bias_to_onnx(e.bias.view(), e.bias.view()))?,
             ));
         }
-        for (slot, part) in [(5, &g.initial[0]), (6, &g.initial[1])] {
-            if get(slot).is_some() {
+        let given = [h0.is_some(), c0.is_some()];
+        for ((slot, part), given) in [(5, &g.initial[0]), (6, &g.initial[1])]
+            .into_iter()
+            .zip(given)
+        {
+            if given {
                 out.push((slot, part.clone().into_dyn()));
             }
         }

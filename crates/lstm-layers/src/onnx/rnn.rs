@@ -554,3 +554,28 @@ pub(super) fn d_outputs_of<F: Scalar, const N: usize>(
         .collect::<Result<_>>()?;
     Ok(OutputGrads { y, finals })
 }
+
+/// The run-time inputs of a recurrent node, from the graph values `inputs` (slot `k` is the
+/// node's input `k`; `op` names the operator in messages): `X`, `sequence_lens`, `initial_h`
+/// and `initial_c` (slots 0, 4, 5 and 6).
+pub(super) struct NodeArgs<F> {
+    pub x: Array3<F>,
+    pub lens: Option<Vec<i64>>,
+    pub h0: Option<Array3<F>>,
+    pub c0: Option<Array3<F>>,
+}
+
+impl<F: Scalar> NodeArgs<F> {
+    pub fn read(inputs: &[Option<&Value<F>>], op: &str) -> Result<Self> {
+        let get = |k: usize| inputs.get(k).copied().flatten();
+        Ok(Self {
+            x: to_float(
+                get(0).ok_or_else(|| LstmError::invalid(op, "no input X"))?,
+                "X",
+            )?,
+            lens: get(4).map(|v| v.ints("sequence_lens")).transpose()?,
+            h0: get(5).map(|v| to_float(v, "initial_h")).transpose()?,
+            c0: get(6).map(|v| to_float(v, "initial_c")).transpose()?,
+        })
+    }
+}
