@@ -11,15 +11,24 @@ use crate::train::number;
 use crate::{CliError, CliResult};
 
 pub const HELP: &str = "\
-    lstm compare --task adding|copy [--variants lstm,gru,peephole,state-gated] [--seeds K]
-                 [--epochs E] [--hidden H] [--steps T] [--plot OUT.svg] [--format json]
+    lstm compare --task adding|copy [--variants V,V,...] [--seeds K] [--epochs E] [--hidden H]
+                 [--steps T] [--plot OUT.svg] [--format json]
         Train every variant on one task with the same data, budget and seeds (Adam at 0.01,
         batches of 32, gradient norm clipped at 1, forget bias 1), and print for each the
         final validation loss (mean and spread over the seeds), its accuracy for copy, and
         the time per epoch. adding: the adding problem of T steps (default 30; always
         answering 1 scores 0.167). copy: 5 of 4 symbols recalled after T blank steps
-        (default 10). Defaults: every variant, 3 seeds, 10 epochs, H 32.
+        (default 10). Variants: lstm, gru, peephole, state-gated, and Greff et al.'s (2017)
+        changes to the peephole LSTM: nig, nfg, nog (no input, forget, output gate), niaf,
+        noaf (no input, output activation), cifg (f = 1 - i). Defaults: every variant, 3
+        seeds, 10 epochs, H 32.
+        Example: lstm compare --task adding --variants lstm,peephole,nfg,cifg --seeds 5
 ";
+
+/// The variants' names, for messages.
+pub fn kind_names() -> String {
+    Kind::ALL.map(Kind::name).join(", ")
+}
 
 /// Parsed arguments of `lstm compare`.
 #[derive(Debug)]
@@ -38,7 +47,7 @@ pub struct CompareArgs {
 pub fn parse(mut p: lexopt::Parser) -> CliResult<CompareArgs> {
     let mut a = CompareArgs {
         task: String::new(),
-        kinds: vec![Kind::Lstm, Kind::Gru, Kind::Peephole, Kind::StateGated],
+        kinds: Kind::ALL.to_vec(),
         seeds: 3,
         epochs: 10,
         hidden: 32,
@@ -56,8 +65,8 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<CompareArgs> {
                     .map(|n| {
                         Kind::from_name(n.trim()).ok_or_else(|| {
                             CliError::Usage(format!(
-                                "unknown variant {n:?} (expected lstm, gru, peephole or \
-                                 state-gated)"
+                                "unknown variant {n:?} (expected {})",
+                                kind_names()
                             ))
                         })
                     })

@@ -27,10 +27,14 @@ pub const HELP: &str = "\
                [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
         Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
         Regression targets are float [B, O] ([T, B, O] with --per-step), classification
-        targets integer class ids [B] ([T, B]). V: lstm (also concat, split), gru, peephole,
-        state-gated. MODEL holds PyTorch's names (lstm.* or gru.*, head.weight, head.bias),
-        loadable by load_state_dict (peephole adds lstm.weight_peephole_l*, state-gated has
-        lstm.weight_ch_l* [3H, H] for weight_hh_l*); the optimizer state goes to
+        targets integer class ids [B] ([T, B]). V: lstm (also concat, split, np), gru,
+        peephole (also vanilla), state-gated, and the peephole LSTM's variants of Greff et
+        al. (2017): nig, nfg, nog (no input, forget, output gate), niaf, noaf (no input,
+        output activation), cifg (f = 1 - i). MODEL holds PyTorch's names (lstm.* or gru.*,
+        head.weight, head.bias), loadable by load_state_dict (peephole and Greff's variants
+        add lstm.weight_peephole_l*, state-gated has lstm.weight_ch_l* [3H, H] for
+        weight_hh_l*; Greff's gate options are in the metadata, lstm.gates.*, which lstm run
+        reads); the optimizer state goes to
         MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
         steps, one optimizer step per chunk, the state carried (--per-step, one direction).
         --dropout P drops between layers while training, as nn.LSTM(dropout=P) does.
@@ -127,7 +131,8 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
                 let v = p.value()?.string()?;
                 a.kind = Kind::from_name(&v).ok_or_else(|| {
                     CliError::Usage(format!(
-                        "--variant is lstm (concat, split), gru, peephole or state-gated, got {v:?}"
+                        "--variant is one of {} (or concat, split, np, vanilla), got {v:?}",
+                        crate::compare::kind_names()
                     ))
                 })?;
             }

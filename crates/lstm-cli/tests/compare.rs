@@ -24,7 +24,19 @@ fn every_variant_on_both_tasks() {
             String::from_utf8_lossy(&out.stderr)
         );
         let json = String::from_utf8(out.stdout).unwrap();
-        for v in ["lstm", "gru", "peephole", "state-gated"] {
+        let all = [
+            "lstm",
+            "gru",
+            "peephole",
+            "state-gated",
+            "nig",
+            "nfg",
+            "nog",
+            "niaf",
+            "noaf",
+            "cifg",
+        ];
+        for v in all {
             assert!(
                 json.contains(&format!("\"variant\": \"{v}\"")),
                 "{v} in {json}"
@@ -36,7 +48,7 @@ fn every_variant_on_both_tasks() {
             "{json}"
         );
         let svg = std::fs::read_to_string(&plot).unwrap();
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), all.len());
     }
     let _ = std::fs::remove_file(&plot);
 }

@@ -76,6 +76,17 @@ pub struct GateConfig<F> {
     pub g: Activation<F>,
     /// Activation applied to the cell state for the output (tanh by default).
     pub h: Activation<F>,
+    /// Gates held open at 1 whatever their input, in the order i, f, o: the "no input gate",
+    /// "no forget gate" and "no output gate" variants of Greff et al. (2017). An open gate's
+    /// weights get no gradient.
+    pub open: [bool; 3],
+}
+
+impl<F> GateConfig<F> {
+    /// Whether any gate is held open ([`Self::open`]).
+    pub fn any_open(&self) -> bool {
+        self.open.iter().any(|&o| o)
+    }
 }
 
 impl<F> Default for GateConfig<F> {
@@ -86,6 +97,7 @@ impl<F> Default for GateConfig<F> {
             f: Activation::Sigmoid,
             g: Activation::Tanh,
             h: Activation::Tanh,
+            open: [false; 3],
         }
     }
 }
@@ -265,7 +277,8 @@ impl<F: Scalar> LstmEngine<F> {
             output_mode: spec.output_mode,
             standard: g.f == Activation::Sigmoid
                 && g.g == Activation::Tanh
-                && g.h == Activation::Tanh,
+                && g.h == Activation::Tanh
+                && !g.any_open(),
             gates: spec.gates,
             unpacked: std::sync::OnceLock::new(),
         })
@@ -503,15 +516,22 @@ impl<F: Scalar> LstmEngine<F> {
                 Some(p) => (p[j], p[n + j], p[2 * n + j]),
                 None => (F::zero(), F::zero(), F::zero()),
             };
-            let i = g.f.apply(clip(zi[j] + pi * c_prev));
+            let gate = |k: usize, v: F| {
+                if g.open[k] {
+                    F::one()
+                } else {
+                    g.f.apply(clip(v))
+                }
+            };
+            let i = gate(0, zi[j] + pi * c_prev);
             let f = if g.input_forget {
                 F::one() - i
             } else {
-                g.f.apply(clip(zf[j] + pf * c_prev))
+                gate(1, zf[j] + pf * c_prev)
             };
             let cand = g.g.apply(clip(zg[j]));
             let c_new = f * c_prev + i * cand;
-            let o = g.f.apply(clip(zo[j] + po * c_new));
+            let o = gate(2, zo[j] + po * c_new);
             h[j] = match self.output_mode {
                 OutputMode::GateThenSquash => o * g.h.apply(c_new),
                 OutputMode::SquashGated => g.h.apply(o * c_new),

@@ -18,6 +18,7 @@ struct Options {
     clip: Option<f64>,
     coupled: bool,
     activations: Option<[Activation<f64>; 3]>,
+    open: [bool; 3],
 }
 
 fn build(p: &Parts, o: Options) -> LstmEngine<f64> {
@@ -35,6 +36,7 @@ fn build(p: &Parts, o: Options) -> LstmEngine<f64> {
     }
     spec.gates.clip = o.clip;
     spec.gates.input_forget = o.coupled;
+    spec.gates.open = o.open;
     if let Some([f, g, h]) = o.activations {
         spec.gates.f = f;
         spec.gates.g = g;
@@ -150,7 +152,51 @@ const PLAIN: Options = Options {
     clip: None,
     coupled: false,
     activations: None,
+    open: [false; 3],
 };
+
+#[test]
+fn open_gates() {
+    for (k, seed) in (0..3).zip(20..) {
+        let mut open = [false; 3];
+        open[k] = true;
+        check(
+            Options {
+                open,
+                peephole: true,
+                ..PLAIN
+            },
+            seed,
+        );
+        check(Options { open, ..PLAIN }, seed + 10);
+    }
+}
+
+/// An open gate is 1: with the input gate open and the forget gate's bias far negative
+/// (f = 0), one step from c = 0 leaves c = tanh(z_g), whatever the input gate's weights.
+#[test]
+fn an_open_input_gate_passes_the_candidate_whole() {
+    let (i, h) = (2, 3);
+    let mut rng = SplitMix64::new(5);
+    let w: Array2<f64> = rng.uniform_array((4 * h, i), 0.8);
+    let r: Array2<f64> = Array2::zeros((4 * h, h));
+    let mut bias = Array1::zeros(4 * h);
+    for j in h..2 * h {
+        bias[j] = -1e9;
+    }
+    let mut spec = EngineSpec::standard(w.view(), r.view());
+    spec.biases.push(bias.view());
+    spec.gates.open = [true, false, false];
+    let e = LstmEngine::new(spec).expect("valid spec");
+    let x: Array3<f64> = rng.uniform_array((1, 1, i), 1.0);
+    let out = e
+        .unroll(x.view(), None, &SeqOptions::default())
+        .expect("valid run");
+    for j in 0..h {
+        let zg: f64 = (0..i).map(|k| w[[2 * h + j, k]] * x[[0, 0, k]]).sum();
+        assert!((out.state.c()[[0, j]] - zg.tanh()).abs() < 1e-15);
+    }
+}
 
 #[test]
 fn clip_stops_the_gradient_where_it_clamps() {

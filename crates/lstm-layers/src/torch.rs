@@ -9,10 +9,16 @@
 //! (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, `weight_hr_l{k}`, each
 //! optionally with the suffix `_reverse`) and their shapes. A prefix selects an LSTM inside a
 //! larger model (`encoder.rnn.`); without one, the prefix is found when there is exactly one LSTM.
+//!
+//! Variants `nn.LSTM` lacks use the same names, with their extra tensors (see
+//! [`model_from_tensors`]) and, for the gate options of Greff et al.'s variants, entries in the
+//! header's `__metadata__` ([`gates_from_metadata`]).
+
+use std::collections::HashMap;
 
 use lstm_core::ndarray::{ArrayD, ArrayView1, ArrayView2, Ix1, Ix2, IxDyn};
 use lstm_core::{LstmError, Result, Scalar};
-use lstm_engine::{EngineSpec, LstmEngine};
+use lstm_engine::{EngineSpec, GateConfig, LstmEngine};
 use safetensors::{Dtype, SafeTensors};
 
 use lstm_gru::GruCell;
@@ -114,10 +120,133 @@ pub fn model_from_safetensors<F: Scalar>(
         Some(p) => p.to_string(),
         None => find_prefix(&names, name)?,
     };
-    model_from_lookup(&names, name, &prefix, |full: &str| match st.tensor(full) {
-        Ok(t) => Ok(Some(to_array(&t, full)?)),
-        Err(_) => Ok(None),
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let empty = HashMap::new();
+    let meta = header.metadata().as_ref().unwrap_or(&empty);
+    let gates = gates_from_metadata(meta, &prefix, name)?;
+    model_from_lookup(&names, name, &prefix, &gates, |full: &str| {
+        match st.tensor(full) {
+            Ok(t) => Ok(Some(to_array(&t, full)?)),
+            Err(_) => Ok(None),
+        }
     })
+}
+
+/// The metadata keys of the gate options, after the model's prefix.
+const GATE_KEYS: [&str; 3] = ["gates.open", "gates.identity", "gates.input_forget"];
+
+/// The gate options of the LSTM under `prefix`, from a checkpoint header's `__metadata__`
+/// (the defaults when it has none), so that a variant of Greff et al. (2017) trained here runs
+/// as it was trained:
+///
+/// - `{prefix}gates.open`: gates held at 1, any of `i`, `f`, `o` separated by commas (no
+///   input, forget or output gate; [`GateConfig::open`]);
+/// - `{prefix}gates.identity`: activations replaced by the identity, `g` (the candidate's,
+///   "no input activation") and/or `h` (the cell output's, "no output activation");
+/// - `{prefix}gates.input_forget`: `true` for the coupled forget gate `f = 1 - i` (CIFG).
+///
+/// `name` appears in error messages.
+///
+/// # Errors
+/// [`LstmError::Format`] naming an entry whose value is not understood, or an unknown
+/// `{prefix}gates.*` entry (a file from a newer version is refused rather than misread).
+pub fn gates_from_metadata<F: Scalar>(
+    meta: &HashMap<String, String>,
+    prefix: &str,
+    name: &str,
+) -> Result<GateConfig<F>> {
+    let mut gates = GateConfig::default();
+    let key = |k: &str| format!("{prefix}{k}");
+    let bad = |k: &str, v: &str, expected: &str| {
+        LstmError::format(
+            name,
+            format!(
+                "metadata {}: {v:?} is not understood (expected {expected})",
+                key(k)
+            ),
+        )
+    };
+    let mut unknown: Vec<&String> = meta
+        .keys()
+        .filter(|k| k.strip_prefix(&key("gates.")).is_some())
+        .filter(|k| !GATE_KEYS.iter().any(|g| **k == key(g)))
+        .collect();
+    if let Some(k) = unknown.pop() {
+        return Err(LstmError::format(
+            name,
+            format!("unknown metadata entry {k} (known: {GATE_KEYS:?} after the prefix)"),
+        ));
+    }
+    let list = |k: &str| -> Vec<&str> {
+        meta.get(&key(k))
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for g in list("gates.open") {
+        match g {
+            "i" => gates.open[0] = true,
+            "f" => gates.open[1] = true,
+            "o" => gates.open[2] = true,
+            v => return Err(bad("gates.open", v, "i, f or o, separated by commas")),
+        }
+    }
+    let identity = lstm_core::Activation::Affine {
+        alpha: F::one(),
+        beta: F::zero(),
+    };
+    for a in list("gates.identity") {
+        match a {
+            "g" => gates.g = identity,
+            "h" => gates.h = identity,
+            v => return Err(bad("gates.identity", v, "g or h, separated by commas")),
+        }
+    }
+    if let Some(v) = meta.get(&key("gates.input_forget")) {
+        gates.input_forget = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            v => return Err(bad("gates.input_forget", v, "true or false")),
+        };
+    }
+    Ok(gates)
+}
+
+/// The `__metadata__` entries that [`gates_from_metadata`] reads back as `gates`: held-open
+/// gates, identity activations of `g` and `h`, and the coupled forget gate; nothing for the
+/// defaults. Other options (clip, other activations) have no entry.
+pub fn gates_metadata<F: Scalar>(gates: &GateConfig<F>, prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let open: Vec<&str> = ["i", "f", "o"]
+        .into_iter()
+        .zip(gates.open)
+        .filter_map(|(n, o)| o.then_some(n))
+        .collect();
+    if !open.is_empty() {
+        out.push((format!("{prefix}gates.open"), open.join(",")));
+    }
+    let is_identity = |a: &lstm_core::Activation<F>| {
+        *a == lstm_core::Activation::Affine {
+            alpha: F::one(),
+            beta: F::zero(),
+        }
+    };
+    let identity: Vec<&str> = [("g", &gates.g), ("h", &gates.h)]
+        .into_iter()
+        .filter_map(|(n, a)| is_identity(a).then_some(n))
+        .collect();
+    if !identity.is_empty() {
+        out.push((format!("{prefix}gates.identity"), identity.join(",")));
+    }
+    if gates.input_forget {
+        out.push((format!("{prefix}gates.input_forget"), "true".into()));
+    }
+    out
 }
 
 /// Builds an `nn.LSTM` or `nn.GRU` from named tensors (PyTorch's names after `prefix`), as
@@ -131,8 +260,22 @@ pub fn model_from_tensors<F: Scalar>(
     name: &str,
     prefix: &str,
 ) -> Result<TorchModel<F>> {
+    model_from_tensors_with(tensors, name, prefix, &GateConfig::default())
+}
+
+/// [`model_from_tensors`] with the gate options `gates` on every LSTM cell (see
+/// [`gates_from_metadata`]).
+///
+/// # Errors
+/// As [`stack_from_safetensors`], and [`LstmError::Invalid`] for gate options on a GRU.
+pub fn model_from_tensors_with<F: Scalar>(
+    tensors: &std::collections::BTreeMap<String, ArrayD<F>>,
+    name: &str,
+    prefix: &str,
+    gates: &GateConfig<F>,
+) -> Result<TorchModel<F>> {
     let names: Vec<String> = tensors.keys().cloned().collect();
-    model_from_lookup(&names, name, prefix, |full: &str| {
+    model_from_lookup(&names, name, prefix, gates, |full: &str| {
         Ok(tensors.get(full).cloned())
     })
 }
@@ -142,6 +285,7 @@ fn model_from_lookup<F: Scalar>(
     names: &[String],
     name: &str,
     prefix: &str,
+    gates: &GateConfig<F>,
     lookup: impl Fn(&str) -> Result<Option<ArrayD<F>>>,
 ) -> Result<TorchModel<F>> {
     let get = |key: &str| -> Result<Option<ArrayD<F>>> { lookup(&format!("{prefix}{key}")) };
@@ -268,6 +412,7 @@ fn model_from_lookup<F: Scalar>(
         if let Some(p) = &t.w_peep {
             spec.peephole = Some(matrix(p, format!("weight_peephole_l{k}{s}")).map_err(ctx(k, d))?);
         }
+        spec.gates = *gates;
         LstmEngine::new(spec).map_err(ctx(k, d))
     };
     fn each<F, C>(
@@ -281,6 +426,14 @@ fn model_from_lookup<F: Scalar>(
             .collect()
     }
     let wrap = |e| LstmError::format(name, e);
+    if gru && *gates != GateConfig::default() {
+        return Err(LstmError::invalid(
+            "gate options",
+            format!(
+                "{name} holds an nn.GRU; held-open gates, identity activations and a coupled forget gate are LSTM options"
+            ),
+        ));
+    }
     if gru {
         Stack::new(each(&tensors, gru_cell)?)
             .map(TorchModel::Gru)

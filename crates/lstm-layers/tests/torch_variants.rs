@@ -112,3 +112,57 @@ fn variant_gradients_under_their_names_match_finite_differences() {
         }
     }
 }
+
+/// The gate options in a checkpoint's metadata: they read back as written, and anything else
+/// is an error that names the entry.
+#[test]
+fn gate_options_in_the_metadata() {
+    use lstm_core::{Activation, LstmError};
+    use lstm_engine::GateConfig;
+    use lstm_layers::torch::{gates_from_metadata, gates_metadata, model_from_tensors_with};
+    use std::collections::HashMap;
+    let identity = Activation::Affine {
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    let mut g = GateConfig::<f64>::default();
+    assert!(gates_metadata(&g, "lstm.").is_empty());
+    g.open = [true, false, true];
+    g.h = identity;
+    g.input_forget = true;
+    let meta: HashMap<String, String> = gates_metadata(&g, "lstm.").into_iter().collect();
+    assert_eq!(meta["lstm.gates.open"], "i,o");
+    assert_eq!(meta["lstm.gates.identity"], "h");
+    assert_eq!(gates_from_metadata::<f64>(&meta, "lstm.", "m").unwrap(), g);
+    // Another prefix's entries are not this LSTM's.
+    assert_eq!(
+        gates_from_metadata::<f64>(&meta, "enc.", "m").unwrap(),
+        GateConfig::default()
+    );
+    for (k, v, named) in [
+        ("lstm.gates.open", "i,x", "\"x\""),
+        ("lstm.gates.identity", "f", "\"f\""),
+        ("lstm.gates.input_forget", "yes", "\"yes\""),
+        ("lstm.gates.clip", "3", "lstm.gates.clip"),
+    ] {
+        let bad: HashMap<String, String> = [(k.to_string(), v.to_string())].into();
+        let e = gates_from_metadata::<f64>(&bad, "lstm.", "m").unwrap_err();
+        assert!(matches!(e, LstmError::Format { .. }), "{e}");
+        assert!(e.to_string().contains(named), "{e}");
+    }
+    // A GRU has no such options.
+    let (i, h) = (2, 3);
+    let mut rng = SplitMix64::new(4);
+    let mut t = BTreeMap::new();
+    t.insert(
+        "gru.weight_ih_l0".to_string(),
+        rng.uniform_array(IxDyn(&[3 * h, i]), 0.5),
+    );
+    t.insert(
+        "gru.weight_hh_l0".to_string(),
+        rng.uniform_array(IxDyn(&[3 * h, h]), 0.5),
+    );
+    assert!(model_from_tensors_with(&t, "m", "gru.", &GateConfig::default()).is_ok());
+    let e = model_from_tensors_with(&t, "m", "gru.", &g).unwrap_err();
+    assert!(matches!(e, LstmError::Invalid { .. }), "{e}");
+}

@@ -2,6 +2,7 @@
 
 use lstm_core::ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 use lstm_core::{LstmError, Result, Scalar, check_shape};
+use lstm_layers::Readout;
 
 /// What is trained: values or classes, read at each sample's last valid step or at every
 /// valid step.
@@ -70,6 +71,15 @@ pub fn positions(steps: usize, lengths: &[usize], per_step: bool) -> Vec<(usize,
     out
 }
 
+/// The rows of `output [T, B, W]` at the positions `at`: `[N, W]`.
+fn features<F: Scalar>(output: ArrayView3<'_, F>, at: &[(usize, usize)]) -> Array2<F> {
+    let mut feats = Array2::zeros((at.len(), output.dim().2));
+    for (n, &(t, b)) in at.iter().enumerate() {
+        feats.row_mut(n).assign(&output.slice(s![t, b, ..]));
+    }
+    feats
+}
+
 /// The head: `logits = features W^T + b` (`nn.Linear`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Head<F> {
@@ -98,16 +108,23 @@ impl<F: Scalar> Head<F> {
     /// The head's outputs at the positions `at` of `output [T, B, D * P]` (time-major):
     /// `[N, O]`, and the features it read, `[N, D * P]`.
     fn forward(&self, output: ArrayView3<'_, F>, at: &[(usize, usize)]) -> (Array2<F>, Array2<F>) {
-        let width = output.dim().2;
-        let mut feats = Array2::zeros((at.len(), width));
-        for (n, &(t, b)) in at.iter().enumerate() {
-            feats.row_mut(n).assign(&output.slice(s![t, b, ..]));
-        }
+        let feats = features(output, at);
         let logits = feats.dot(&self.weight.t()) + &self.bias;
         (logits, feats)
     }
 
-    /// Predictions at the positions read: values, or class probabilities (softmax).
+    /// The head as a read-out for inference: `y = W h + b`, or with `softmax` the seeds'
+    /// read-out `y = softmax(W_y h + b_y)`, the class probabilities a classification head is
+    /// trained (by cross-entropy) to give.
+    ///
+    /// # Errors
+    /// As [`Readout::new`] (a non-finite weight, say).
+    pub fn readout(&self, softmax: bool) -> Result<Readout<F>> {
+        Readout::new(self.weight.clone(), self.bias.clone(), softmax)
+    }
+
+    /// Predictions at the positions read: values, or class probabilities (the softmax
+    /// read-out, [`Self::readout`]).
     ///
     /// # Errors
     /// [`LstmError::Shape`] when the output's width is not the head's.
@@ -122,16 +139,7 @@ impl<F: Scalar> Head<F> {
             &[output.dim().2],
             &[self.weight.ncols()],
         )?;
-        let (mut logits, _) = self.forward(output, at);
-        if classes {
-            for mut row in logits.rows_mut() {
-                let max = row.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
-                row.mapv_inplace(|v| (v - max).exp());
-                let sum = row.sum();
-                row.mapv_inplace(|v| v / sum);
-            }
-        }
-        Ok(logits)
+        self.readout(classes)?.apply(features(output, at).view())
     }
 
     /// The loss of `output [T, B, D * P]` (time-major) for `target`, and its gradients.

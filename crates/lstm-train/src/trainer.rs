@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use lstm_core::ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, IxDyn, s};
-use lstm_core::{Layout, LstmError, Result, Scalar};
+use lstm_core::{Activation, Layout, LstmError, Result, Scalar};
+use lstm_engine::GateConfig;
 use lstm_engine::init::SplitMix64;
 use lstm_layers::StackOptions;
 use lstm_layers::torch::{self, TorchModel};
@@ -19,6 +20,11 @@ use crate::head::{Head, Target, positions};
 use crate::{Optimizer, OptimizerState, Schedule, Scheduler, clip_grad_norm};
 
 /// The recurrent layer kind.
+///
+/// Besides `nn.LSTM`, `nn.GRU` and the two cells of the seeds, it covers the variants of
+/// Greff et al., "LSTM: A Search Space Odyssey" (2017), that the engine expresses: each is the
+/// paper's vanilla LSTM (with peepholes, [`Kind::Peephole`]) with one change. The paper's
+/// "no peepholes" is [`Kind::Lstm`]; its "full gate recurrence" is not built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `nn.LSTM`.
@@ -30,9 +36,35 @@ pub enum Kind {
     /// The state-gated cell: gates read `c_{t-1}` through `lstm.weight_ch_l{k} [3H, H]`
     /// (i, f, o, in place of `weight_hh`), the candidate only the input, `h = tanh(o c)`.
     StateGated,
+    /// NIG: the peephole LSTM with the input gate held at 1.
+    NoInputGate,
+    /// NFG: the peephole LSTM with the forget gate held at 1.
+    NoForgetGate,
+    /// NOG: the peephole LSTM with the output gate held at 1.
+    NoOutputGate,
+    /// NIAF: the peephole LSTM without the candidate's activation, `g = z_g`.
+    NoInputActivation,
+    /// NOAF: the peephole LSTM without the output activation, `h = o c`.
+    NoOutputActivation,
+    /// CIFG: the peephole LSTM with the forget gate coupled to the input gate, `f = 1 - i`.
+    Coupled,
 }
 
 impl Kind {
+    /// Every kind, in the order `lstm compare` lists them.
+    pub const ALL: [Kind; 10] = [
+        Kind::Lstm,
+        Kind::Gru,
+        Kind::Peephole,
+        Kind::StateGated,
+        Kind::NoInputGate,
+        Kind::NoForgetGate,
+        Kind::NoOutputGate,
+        Kind::NoInputActivation,
+        Kind::NoOutputActivation,
+        Kind::Coupled,
+    ];
+
     /// The name on the command line and in checkpoints.
     pub fn name(self) -> &'static str {
         match self {
@@ -40,18 +72,47 @@ impl Kind {
             Kind::Gru => "gru",
             Kind::Peephole => "peephole",
             Kind::StateGated => "state-gated",
+            Kind::NoInputGate => "nig",
+            Kind::NoForgetGate => "nfg",
+            Kind::NoOutputGate => "nog",
+            Kind::NoInputActivation => "niaf",
+            Kind::NoOutputActivation => "noaf",
+            Kind::Coupled => "cifg",
         }
     }
 
-    /// The kind of a name ([`Self::name`]; `concat` and `split` are the standard LSTM).
+    /// The kind of a name ([`Self::name`]; `concat`, `split` and `np` are the standard LSTM,
+    /// `vanilla` the peephole LSTM).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "lstm" | "concat" | "split" => Some(Kind::Lstm),
-            "gru" => Some(Kind::Gru),
-            "peephole" => Some(Kind::Peephole),
-            "state-gated" => Some(Kind::StateGated),
-            _ => None,
+            "concat" | "split" | "np" => Some(Kind::Lstm),
+            "vanilla" => Some(Kind::Peephole),
+            _ => Self::ALL.into_iter().find(|k| k.name() == name),
         }
+    }
+
+    /// Whether the cells have peepholes (the peephole LSTM and Greff et al.'s variants of it).
+    pub fn has_peepholes(self) -> bool {
+        !matches!(self, Kind::Lstm | Kind::Gru | Kind::StateGated)
+    }
+
+    /// The gate options of this kind's cells.
+    pub fn gates<F: Scalar>(self) -> GateConfig<F> {
+        let mut g = GateConfig::default();
+        let identity = Activation::Affine {
+            alpha: F::one(),
+            beta: F::zero(),
+        };
+        match self {
+            Kind::NoInputGate => g.open[0] = true,
+            Kind::NoForgetGate => g.open[1] = true,
+            Kind::NoOutputGate => g.open[2] = true,
+            Kind::NoInputActivation => g.g = identity,
+            Kind::NoOutputActivation => g.h = identity,
+            Kind::Coupled => g.input_forget = true,
+            Kind::Lstm | Kind::Gru | Kind::Peephole | Kind::StateGated => {}
+        }
+        g
     }
 }
 
@@ -170,6 +231,10 @@ impl<F: Scalar> TrainConfig<F> {
         m.insert("seed".into(), self.seed.to_string());
         m.insert("optimizer".into(), format!("{:?}", self.optimizer));
         m.insert("schedule".into(), format!("{:?}", self.schedule));
+        m.extend(torch::gates_metadata(
+            &self.kind.gates::<F>(),
+            self.prefix(),
+        ));
         m
     }
 }
@@ -248,7 +313,7 @@ impl<F: Scalar> Trainer<F> {
                 } else {
                     put("weight_hh".into(), &[gates * h, p]);
                 }
-                if c.kind == Kind::Peephole {
+                if c.kind.has_peepholes() {
                     put("weight_peephole".into(), &[3, h]);
                 }
                 put("bias_ih".into(), &[gates * h]);
@@ -340,7 +405,13 @@ impl<F: Scalar> Trainer<F> {
     /// # Errors
     /// Never for weights this run made (as [`torch::model_from_tensors`] otherwise).
     pub fn model(&self) -> Result<TorchModel<F>> {
-        torch::model_from_tensors(&self.tensors, "the trained model", self.config.prefix())
+        let c = &self.config;
+        torch::model_from_tensors_with(
+            &self.tensors,
+            "the trained model",
+            c.prefix(),
+            &c.kind.gates(),
+        )
     }
 
     /// The head of the current weights.

@@ -4,6 +4,8 @@
 
 use lstm_core::ndarray::{Array2, Array3, Axis};
 use lstm_engine::init::SplitMix64;
+use lstm_layers::StackOptions;
+use lstm_layers::torch::{self, TorchModel};
 use lstm_train::head::positions;
 use lstm_train::{Head, Kind, Optimizer, Schedule, Target, TrainConfig, Trainer};
 
@@ -132,7 +134,7 @@ fn bad_targets_are_errors() {
 
 #[test]
 fn training_learns_a_sum() {
-    for kind in [Kind::Lstm, Kind::Gru, Kind::Peephole, Kind::StateGated] {
+    for kind in Kind::ALL {
         let (x, lengths, y) = data(128, 6, 1);
         let target = Target::Values(y);
         let mut run = Trainer::new(config(kind)).unwrap();
@@ -150,6 +152,20 @@ fn training_learns_a_sum() {
         let (back, _) = Trainer::<f64>::load(&path).unwrap();
         assert_eq!(back.config().kind, kind);
         assert_eq!(back.tensors(), run.tensors());
+        // The importer `lstm run` uses reads the gate options from the metadata: the file
+        // computes what the trained model computes.
+        let opts = StackOptions::default();
+        let of = |m: TorchModel<f64>| match m {
+            TorchModel::Lstm(s) => s.forward_states(x.view(), &[], &opts).unwrap().output,
+            TorchModel::Gru(s) => s.forward_states(x.view(), &[], &opts).unwrap().output,
+        };
+        let imported = of(torch::load_model::<f64>(&path, None).unwrap());
+        assert_eq!(imported, of(run.model().unwrap()), "{kind:?}");
+        if kind.gates::<f64>() != lstm_engine::GateConfig::default() {
+            // ... which a plain nn.LSTM of the same tensors does not.
+            let plain = torch::model_from_tensors(run.tensors(), "plain", "lstm.").unwrap();
+            assert_ne!(of(plain), imported, "{kind:?}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -318,4 +334,38 @@ fn tasks_hold_what_they_say() {
     }
     assert!(adding::<f64>(5, 1, 0).is_err());
     assert!(copy::<f64>(5, 0, 3, 1, 0).is_err());
+}
+
+/// The classification head's predictions are the seeds' softmax read-out,
+/// `softmax(W_y h + b_y)`, at the positions read; regression ones are `W_y h + b_y`.
+#[test]
+fn predictions_are_the_softmax_read_out() {
+    let mut rng = SplitMix64::new(11);
+    let (t, b, w, o) = (3, 2, 4, 3);
+    let out: Array3<f64> = rng.uniform_array((t, b, w), 1.0);
+    let head = Head {
+        weight: rng.uniform_array((o, w), 0.9),
+        bias: rng.uniform_array(o, 0.4),
+    };
+    let at = positions(t, &[3, 2], false);
+    let probs = head.predict(out.view(), &at, true).unwrap();
+    let values = head.predict(out.view(), &at, false).unwrap();
+    for (n, &(tt, bb)) in at.iter().enumerate() {
+        let logit = |k: usize| {
+            head.bias[k]
+                + (0..w)
+                    .map(|j| head.weight[[k, j]] * out[[tt, bb, j]])
+                    .sum::<f64>()
+        };
+        let z: f64 = (0..o).map(|k| logit(k).exp()).sum();
+        for k in 0..o {
+            assert!((probs[[n, k]] - logit(k).exp() / z).abs() < 1e-15);
+            assert!((values[[n, k]] - logit(k)).abs() < 1e-15);
+        }
+    }
+    assert_eq!(
+        head.readout(true).unwrap().outputs(),
+        o,
+        "the read-out has the head's outputs"
+    );
 }

@@ -118,18 +118,27 @@ impl<F: Scalar> LstmEngine<F> {
             Some(k) if v > k || v < -k => zero,
             _ => act.derivative(v),
         };
-        let i = zi.mapv(|v| g.f.apply(clip(v)));
+        // A gate held open is 1 whatever its pre-activation: its slope is zero.
+        let gate = |k: usize, z: &Array2<F>| {
+            if g.open[k] {
+                z.mapv(|_| one)
+            } else {
+                z.mapv(|v| g.f.apply(clip(v)))
+            }
+        };
+        let gate_slope = |k: usize, v: F| if g.open[k] { zero } else { slope(&g.f, v) };
+        let i = gate(0, &zi);
         let f = if g.input_forget {
             i.mapv(|v| one - v)
         } else {
-            zf.mapv(|v| g.f.apply(clip(v)))
+            gate(1, &zf)
         };
         let cand = zg.mapv(|v| g.g.apply(clip(v)));
         let c = &f * &cp + &i * &cand;
         if let Some(p) = peep {
             zo += &(&c * &p.row(2));
         }
-        let o = zo.mapv(|v| g.f.apply(clip(v)));
+        let o = gate(2, &zo);
         let (mut dh_full, mut dc) = (Array2::zeros((x.nrows(), h)), d.c().to_owned());
         let h_full = match self.output_mode {
             OutputMode::GateThenSquash => &o * &c.mapv(|v| g.h.apply(v)),
@@ -166,7 +175,7 @@ impl<F: Scalar> LstmEngine<F> {
         }
         let dzo = Zip::from(&d_o)
             .and(&zo)
-            .map_collect(|&d, &v| d * slope(&g.f, v));
+            .map_collect(|&d, &v| d * gate_slope(2, v));
         if let (Some(p), Some(dp)) = (peep, &mut grad.peephole) {
             dc += &(&dzo * &p.row(2));
             let mut row = dp.row_mut(2);
@@ -182,11 +191,11 @@ impl<F: Scalar> LstmEngine<F> {
         } else {
             Zip::from(&df)
                 .and(&zf)
-                .map_collect(|&d, &v| d * slope(&g.f, v))
+                .map_collect(|&d, &v| d * gate_slope(1, v))
         };
         let dzi = Zip::from(&di)
             .and(&zi)
-            .map_collect(|&d, &v| d * slope(&g.f, v));
+            .map_collect(|&d, &v| d * gate_slope(0, v));
         let dzg = Zip::from(&dg)
             .and(&zg)
             .map_collect(|&d, &v| d * slope(&g.g, v));
@@ -257,6 +266,7 @@ impl<F: Scalar> LstmEngine<F> {
             && g.h == Activation::Tanh
             && g.clip.is_none()
             && !g.input_forget
+            && !g.any_open()
             && self.peep.is_none()
             && self.proj.is_none()
             && self.recurrence == Recurrence::Hidden
