@@ -8,9 +8,7 @@
 //! get no gradient: their outputs are zero whatever the parameters, and the final state of a
 //! sample is the one after its last valid step.
 
-use ndarray::{
-    Array2, Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s,
-};
+use ndarray::{Array3, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 
 use crate::unroll::{self, INACTIVE};
 use crate::{CellState, Direction, Layout, RecurrentCell, Result, Scalar, SeqOptions, Workspace};
@@ -55,10 +53,10 @@ pub trait Backward<F: Scalar>: RecurrentCell<F> {
     /// is ignored (everything is time-major). A `d_input` of width 0 means the caller does
     /// not need the input's gradient ([`backward_params_in`]): it may skip computing it.
     ///
-    /// The default steps forward keeping every state, then runs
-    /// [`step_backward_unchecked`](Self::step_backward_unchecked) from the last step to the
-    /// first; a cell may override it with a faster path, which the shared suite checks
-    /// against finite differences.
+    /// It is [`sequence_forward_kept`](Self::sequence_forward_kept) then
+    /// [`sequence_backward_kept`](Self::sequence_backward_kept); a training step that needs
+    /// the forward run's output for its loss calls the two itself, so that the sequence runs
+    /// forward once.
     #[allow(clippy::too_many_arguments)]
     fn sequence_backward_unchecked(
         &self,
@@ -71,7 +69,54 @@ pub trait Backward<F: Scalar>: RecurrentCell<F> {
         grad: &mut Self::Grad,
         ws: &mut Workspace<F>,
     ) {
-        stepwise_backward(self, input, initial, opts, d_output, d, d_input, grad, ws);
+        let (t, b, _) = input.dim();
+        let mut state = initial.clone();
+        let mut none = Array3::zeros((t, b, 0));
+        self.sequence_forward_kept(input, opts, none.view_mut(), &mut state, ws);
+        self.sequence_backward_kept(input, initial, opts, d_output, d, d_input, grad, ws);
+    }
+
+    /// The forward half of a sequence's backpropagation, shapes and lengths trusted: runs
+    /// `input [T, B, I]` (time-major; `opts.layout` is ignored) from `state` (the initial
+    /// state on entry, the final one on return, as [`RecurrentCell::sequence_unchecked`]
+    /// leaves it), writes every step's output to `output [T, B, P]` (zero on entry; of width
+    /// 0 when the caller does not need it) and keeps in `ws` what
+    /// [`sequence_backward_kept`](Self::sequence_backward_kept) reads.
+    ///
+    /// The default keeps the state before each step ([`stepwise_forward_kept`]); a cell may
+    /// override the pair with a faster path, which the shared suite checks against finite
+    /// differences.
+    fn sequence_forward_kept(
+        &self,
+        input: ArrayView3<'_, F>,
+        opts: &SeqOptions<'_>,
+        output: ArrayViewMut3<'_, F>,
+        state: &mut Self::State,
+        ws: &mut Workspace<F>,
+    ) {
+        stepwise_forward_kept(self, input, opts, output, state, ws);
+    }
+
+    /// The backward half: after [`sequence_forward_kept`](Self::sequence_forward_kept) ran
+    /// with the same `input`, `opts` and the initial state `initial`, with `ws` untouched
+    /// since, this does what
+    /// [`sequence_backward_unchecked`](Self::sequence_backward_unchecked) does.
+    ///
+    /// The default runs [`step_backward_unchecked`](Self::step_backward_unchecked) from the
+    /// last step to the first ([`stepwise_backward_kept`]).
+    #[allow(clippy::too_many_arguments)]
+    fn sequence_backward_kept(
+        &self,
+        input: ArrayView3<'_, F>,
+        initial: &Self::State,
+        opts: &SeqOptions<'_>,
+        d_output: ArrayView3<'_, F>,
+        d: &mut Self::State,
+        d_input: ArrayViewMut3<'_, F>,
+        grad: &mut Self::Grad,
+        ws: &mut Workspace<F>,
+    ) {
+        stepwise_backward_kept(self, input, initial, opts, d_output, d, d_input, grad, ws);
     }
 }
 
@@ -206,11 +251,113 @@ fn run_backward<F: Scalar, C: Backward<F> + ?Sized>(
     })
 }
 
-/// The default of [`Backward::sequence_backward_unchecked`]: the sequence stepped forward once,
-/// keeping the state before each step, then each step's vector-Jacobian product from the last
-/// step to the first. Inactive rows (past their length) pass their gradient through.
+/// The stepwise path of [`Backward::sequence_backward_unchecked`]:
+/// [`stepwise_forward_kept`] then [`stepwise_backward_kept`].
 #[allow(clippy::too_many_arguments)]
 pub fn stepwise_backward<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    x: ArrayView3<'_, F>,
+    initial: &C::State,
+    opts: &SeqOptions<'_>,
+    dy: ArrayView3<'_, F>,
+    d: &mut C::State,
+    dx: ArrayViewMut3<'_, F>,
+    grad: &mut C::Grad,
+    ws: &mut Workspace<F>,
+) {
+    let (t, b, _) = x.dim();
+    let mut state = initial.clone();
+    let mut none = Array3::zeros((t, b, 0));
+    stepwise_forward_kept(cell, x, opts, none.view_mut(), &mut state, ws);
+    stepwise_backward_kept(cell, x, initial, opts, dy, d, dx, grad, ws);
+}
+
+/// The time index row `b` reads at step `k` of a run over `t_len` steps (or [`INACTIVE`]).
+fn step_time(opts: &SeqOptions<'_>, t_len: usize, b: usize, k: usize) -> usize {
+    let len = opts.lengths.map_or(t_len, |l| l[b]);
+    if k >= len {
+        INACTIVE
+    } else {
+        match opts.direction {
+            Direction::Forward => k,
+            Direction::Reverse => len - 1 - k,
+        }
+    }
+}
+
+/// The steps a run takes: the longest length.
+fn step_count(opts: &SeqOptions<'_>, t_len: usize, batch: usize) -> usize {
+    opts.lengths
+        .map_or(t_len, |l| l.iter().copied().max().unwrap_or(0))
+        .min(t_len)
+        * usize::from(batch > 0)
+}
+
+/// The values one state holds, over its parts.
+fn state_len<F: Scalar, S: CellState<F>>(s: &S) -> usize {
+    (0..S::PARTS).map(|k| s.part(k).len()).sum()
+}
+
+/// Fills `xk [B, I]` with what each row reads at step `k` (zero for inactive rows).
+fn gather_step<F: Scalar>(x: ArrayView3<'_, F>, opts: &SeqOptions<'_>, k: usize, xk: &mut [F]) {
+    let (t_len, batch, i) = x.dim();
+    for b in 0..batch {
+        let row = &mut xk[b * i..][..i];
+        match step_time(opts, t_len, b, k) {
+            INACTIVE => row.fill(F::zero()),
+            t => crate::workspace::copy_rows(x.slice(s![t, b, ..]), row),
+        }
+    }
+}
+
+/// The default of [`Backward::sequence_forward_kept`]: the sequence stepped forward with
+/// [`RecurrentCell::step_unchecked`], the state before each step kept in `ws`. Inactive rows
+/// (past their length) keep their state.
+///
+/// # Panics
+/// When the shapes do not fit each other (they are trusted, as the trait method's are).
+pub fn stepwise_forward_kept<F: Scalar, C: Backward<F> + ?Sized>(
+    cell: &C,
+    x: ArrayView3<'_, F>,
+    opts: &SeqOptions<'_>,
+    mut output: ArrayViewMut3<'_, F>,
+    state: &mut C::State,
+    ws: &mut Workspace<F>,
+) {
+    let (t_len, batch, i) = x.dim();
+    let steps = step_count(opts, t_len, batch);
+    let per = state_len(state);
+    let g = cell.gate_count() * cell.hidden_size();
+    let ([kept, xk, gates], _, ws) = ws.split_reused([steps * per, batch * i, batch * g]);
+    let write_output = output.dim().2 > 0;
+    for k in 0..steps {
+        let before = &mut kept[k * per..][..per];
+        store_state(state, before);
+        gather_step(x, opts, k, xk);
+        let xv = ArrayView2::from_shape((batch, i), &*xk).expect("sized");
+        let gv = ArrayViewMut2::from_shape((batch, g), &mut *gates).expect("sized");
+        cell.step_unchecked(xv, state, gv, ws);
+        let inactive = |b: usize| step_time(opts, t_len, b, k) == INACTIVE;
+        load_rows(state, before, inactive);
+        if write_output {
+            let h = state.part(0);
+            for b in (0..batch).filter(|&b| !inactive(b)) {
+                output
+                    .slice_mut(s![step_time(opts, t_len, b, k), b, ..])
+                    .assign(&h.row(b));
+            }
+        }
+    }
+}
+
+/// The default of [`Backward::sequence_backward_kept`]: each step's vector-Jacobian product
+/// from the last step to the first, from the states [`stepwise_forward_kept`] kept. Inactive
+/// rows pass their gradient through.
+///
+/// # Panics
+/// When the shapes do not fit each other (they are trusted, as the trait method's are).
+#[allow(clippy::too_many_arguments)]
+pub fn stepwise_backward_kept<F: Scalar, C: Backward<F> + ?Sized>(
     cell: &C,
     x: ArrayView3<'_, F>,
     initial: &C::State,
@@ -222,90 +369,66 @@ pub fn stepwise_backward<F: Scalar, C: Backward<F> + ?Sized>(
     ws: &mut Workspace<F>,
 ) {
     let (t_len, batch, i) = x.dim();
-    let h = cell.hidden_size();
-    let len_of = |b: usize| opts.lengths.map_or(t_len, |l| l[b]);
-    let steps = (0..batch).map(len_of).max().unwrap_or(0);
-    let time = |b: usize, k: usize| {
-        let len = len_of(b);
-        if k >= len {
-            INACTIVE
-        } else {
-            match opts.direction {
-                Direction::Forward => k,
-                Direction::Reverse => len - 1 - k,
-            }
-        }
-    };
-    let step_input = |k: usize| {
-        let mut xk = Array2::zeros((batch, i));
-        for b in 0..batch {
-            let t = time(b, k);
-            if t != INACTIVE {
-                xk.row_mut(b).assign(&x.slice(s![t, b, ..]));
-            }
-        }
-        xk
-    };
-    // Forward, keeping the state before each step.
-    let mut state = initial.clone();
-    let mut before = Vec::with_capacity(steps);
-    let mut gates = Array2::zeros((batch, cell.gate_count() * h));
-    for k in 0..steps {
-        let prev = state.clone();
-        cell.step_unchecked(step_input(k).view(), &mut state, gates.view_mut(), ws);
-        restore_inactive(&mut state, &prev, |b| time(b, k) == INACTIVE);
-        before.push(prev);
-    }
-    // Backward.
-    let mut dxk = Array2::zeros((batch, i));
+    let steps = step_count(opts, t_len, batch);
+    let per = state_len(initial);
+    let g = cell.gate_count() * cell.hidden_size();
+    let ([kept, xk, _gates, kept_d, dxk], _, ws) =
+        ws.split_reused([steps * per, batch * i, batch * g, per, batch * i]);
+    let mut prev = initial.clone();
     for k in (0..steps).rev() {
-        let inactive = |b: usize| time(b, k) == INACTIVE;
+        let inactive = |b: usize| step_time(opts, t_len, b, k) == INACTIVE;
         {
             let mut dh = d.part_mut(0);
             for b in (0..batch).filter(|&b| !inactive(b)) {
+                let t = step_time(opts, t_len, b, k);
                 dh.row_mut(b)
-                    .zip_mut_with(&dy.slice(s![time(b, k), b, ..]), |a, &v| *a += v);
+                    .zip_mut_with(&dy.slice(s![t, b, ..]), |a, &v| *a += v);
             }
         }
         // An inactive row passes its gradient through unchanged; zeroed, it adds nothing to
         // the parameters' gradient (the product is linear in it).
-        let kept = d.clone();
+        store_state(d, kept_d);
         zero_rows(d, inactive);
-        cell.step_backward_unchecked(
-            step_input(k).view(),
-            &before[k],
-            d,
-            dxk.view_mut(),
-            grad,
-            ws,
-        );
-        restore_inactive(d, &kept, inactive);
+        load_rows(&mut prev, &kept[k * per..][..per], |_| true);
+        gather_step(x, opts, k, xk);
+        let xv = ArrayView2::from_shape((batch, i), &*xk).expect("sized");
+        let dxv = ArrayViewMut2::from_shape((batch, i), &mut *dxk).expect("sized");
+        cell.step_backward_unchecked(xv, &prev, d, dxv, grad, ws);
+        load_rows(d, kept_d, inactive);
         if dx.dim().2 == 0 {
             continue;
         }
-        for b in 0..batch {
-            let t = time(b, k);
-            if t != INACTIVE {
-                dx.slice_mut(s![t, b, ..]).assign(&dxk.row(b));
-            }
+        for b in (0..batch).filter(|&b| !inactive(b)) {
+            let t = step_time(opts, t_len, b, k);
+            crate::workspace::write_rows(dx.slice_mut(s![t, b..b + 1, ..]), &dxk[b * i..][..i]);
         }
     }
 }
 
-/// Copies the rows `b` with `which(b)` of every part of `from` into `to`.
-fn restore_inactive<F: Scalar, S: CellState<F>>(
-    to: &mut S,
-    from: &S,
-    which: impl Fn(usize) -> bool,
-) {
+/// Copies every part of `s` into `out`, part after part, rows in order.
+fn store_state<F: Scalar, S: CellState<F>>(s: &S, out: &mut [F]) {
+    let mut at = 0;
     for part in 0..S::PARTS {
-        let src = from.part(part);
+        let p = s.part(part);
+        crate::workspace::copy_rows(p, &mut out[at..]);
+        at += p.len();
+    }
+}
+
+/// The rows `b` with `which(b)` of every part of `to`, from `from` as [`store_state`] wrote it.
+fn load_rows<F: Scalar, S: CellState<F>>(to: &mut S, from: &[F], which: impl Fn(usize) -> bool) {
+    let mut at = 0;
+    for part in 0..S::PARTS {
         let mut dst = to.part_mut(part);
+        let w = dst.ncols();
         for (b, mut row) in dst.axis_iter_mut(Axis(0)).enumerate() {
             if which(b) {
-                row.assign(&src.row(b));
+                for (v, &src) in row.iter_mut().zip(&from[at + b * w..][..w]) {
+                    *v = src;
+                }
             }
         }
+        at += dst.len();
     }
 }
 

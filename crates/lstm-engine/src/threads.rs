@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use lstm_core::backward::{Gradients, backward_in, backward_params_in};
-use lstm_core::ndarray::{ArrayView3, ArrayViewMut3, Axis};
+use lstm_core::ndarray::{ArrayView3, ArrayViewMut3, Axis, s};
 use lstm_core::unroll::{check_sequence, dims};
 use lstm_core::{
     Backward, CellState, Direction, Layout, LstmError, RecurrentCell, Result, Scalar, SeqOptions,
@@ -365,4 +365,111 @@ pub fn backward_in_threads<F: Scalar, C: Backward<F> + Sync + ?Sized>(
         initial: initial_grad,
         params: g0.params,
     })
+}
+
+/// Whether the kept halves of a backward run ([`forward_kept_in_threads`],
+/// [`backward_kept_in_threads`]) of `cell` over `steps x batch` rows split the batch in two on
+/// `threads` threads: when each half gets at least two rows and the forward and backward work
+/// pays for a second thread ([`useful_threads`]).
+pub fn kept_split<F: Scalar, C: RecurrentCell<F> + ?Sized>(
+    cell: &C,
+    steps: usize,
+    batch: usize,
+    threads: usize,
+) -> bool {
+    let work = sequence_work(cell, steps, batch).saturating_mul(3);
+    batch >= 4 && useful_threads(threads, 2, work) >= 2
+}
+
+/// [`Backward::sequence_forward_kept`] (time-major, shapes trusted) with the batch cut in two
+/// halves when `split` ([`kept_split`]), each on its own worker with its own workspace
+/// (`ws[0]`, `ws[1]`); otherwise one call on `ws[0]`. [`backward_kept_in_threads`] with the
+/// same `split` and workspaces is its backward half. Each row's arithmetic is the one-thread
+/// call's, so the output and state are the same bit for bit.
+///
+/// # Errors
+/// [`LstmError::WorkerPanicked`] when a worker panicked.
+pub fn forward_kept_in_threads<F: Scalar, C: Backward<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    opts: &SeqOptions<'_>,
+    mut output: ArrayViewMut3<'_, F>,
+    state: &mut C::State,
+    split: bool,
+    ws: &mut [Workspace<F>; 2],
+) -> Result<()> {
+    let b = input.dim().1;
+    if !split {
+        cell.sequence_forward_kept(input, opts, output, state, &mut ws[0]);
+        return Ok(());
+    }
+    let half = b / 2;
+    let (o0, o1) = output.multi_slice_mut((s![.., ..half, ..], s![.., half.., ..]));
+    let [w0, w1] = ws;
+    let halves = [
+        (0..half, o0, w0, state.rows(0..half)),
+        (half..b, o1, w1, state.rows(half..b)),
+    ];
+    let [s0, s1] = both(halves, |_, (r, out, ws, mut st)| {
+        let sub = SeqOptions {
+            lengths: opts.lengths.map(|l| &l[r.clone()]),
+            ..*opts
+        };
+        cell.sequence_forward_kept(input.slice_axis(Axis(1), r.into()), &sub, out, &mut st, ws);
+        Ok(st)
+    });
+    state.assign_rows(0, &s0?);
+    state.assign_rows(half, &s1?);
+    Ok(())
+}
+
+/// [`Backward::sequence_backward_kept`] after [`forward_kept_in_threads`] with the same
+/// `split` and workspaces: the halves of the batch on two workers, the second half's
+/// parameter gradient added to `grad` after the first's. The input and initial-state
+/// gradients equal the one-thread ones bit for bit; the parameters' are the same sums in
+/// another order (see [`backward_in_threads`]).
+///
+/// # Errors
+/// [`LstmError::WorkerPanicked`] when a worker panicked.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_kept_in_threads<F: Scalar, C: Backward<F> + Sync + ?Sized>(
+    cell: &C,
+    input: ArrayView3<'_, F>,
+    initial: &C::State,
+    opts: &SeqOptions<'_>,
+    d_output: ArrayView3<'_, F>,
+    d: &mut C::State,
+    mut d_input: ArrayViewMut3<'_, F>,
+    grad: &mut C::Grad,
+    split: bool,
+    ws: &mut [Workspace<F>; 2],
+) -> Result<()> {
+    let b = input.dim().1;
+    if !split {
+        cell.sequence_backward_kept(input, initial, opts, d_output, d, d_input, grad, &mut ws[0]);
+        return Ok(());
+    }
+    let half = b / 2;
+    let (dx0, dx1) = d_input.multi_slice_mut((s![.., ..half, ..], s![.., half.., ..]));
+    let [w0, w1] = ws;
+    let mut second = cell.zero_grad();
+    let halves = [
+        (0..half, dx0, w0, d.rows(0..half), &mut *grad),
+        (half..b, dx1, w1, d.rows(half..b), &mut second),
+    ];
+    let [d0, d1] = both(halves, |_, (r, dx, ws, mut dr, g)| {
+        let sub = SeqOptions {
+            lengths: opts.lengths.map(|l| &l[r.clone()]),
+            ..*opts
+        };
+        let x = input.slice_axis(Axis(1), r.clone().into());
+        let dy = d_output.slice_axis(Axis(1), r.clone().into());
+        let init = initial.rows(r);
+        cell.sequence_backward_kept(x, &init, &sub, dy, &mut dr, dx, g, ws);
+        Ok(dr)
+    });
+    d.assign_rows(0, &d0?);
+    d.assign_rows(half, &d1?);
+    *grad += &second;
+    Ok(())
 }

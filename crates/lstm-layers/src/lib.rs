@@ -11,5 +11,5 @@ pub mod torch;
 pub use readout::Readout;
 pub use stack::{
     Dropout, EmptyFinalState, LstmStack, Stack, StackGradients, StackOptions, StackOutput,
-    StackStates, lengths_from_signed,
+    StackStates, Tape, lengths_from_signed,
 };

@@ -9,7 +9,7 @@ use lstm_engine::{EngineSpec, LstmEngine, threads as split};
 
 mod backward;
 
-pub use backward::StackGradients;
+pub use backward::{StackGradients, Tape};
 
 /// Converts signed lengths (as `.npy` and ONNX store them) to `usize`, each in `0..=steps`.
 /// The count is checked where the batch is known ([`LstmStack::forward`]).

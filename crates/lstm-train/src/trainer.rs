@@ -13,8 +13,8 @@ use lstm_core::ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, IxDyn, s};
 use lstm_core::{Activation, Layout, LstmError, Result, Scalar};
 use lstm_engine::GateConfig;
 use lstm_engine::init::SplitMix64;
-use lstm_layers::StackOptions;
 use lstm_layers::torch::{self, TorchModel};
+use lstm_layers::{StackOptions, Tape};
 
 use crate::head::{Head, Target, positions};
 use crate::{Optimizer, OptimizerState, Schedule, Scheduler, clip_grad_norm};
@@ -249,6 +249,8 @@ pub struct Trainer<F> {
     state: OptimizerState<F>,
     scheduler: Scheduler<F>,
     epoch: u64,
+    /// The forward run of a step, kept for its backward run (buffers reused across steps).
+    tape: Tape<F>,
 }
 
 /// What one epoch gives.
@@ -351,6 +353,7 @@ impl<F: Scalar> Trainer<F> {
             tensors,
             scheduler,
             epoch: 0,
+            tape: Tape::new(),
         })
     }
 
@@ -541,20 +544,10 @@ impl<F: Scalar> Trainer<F> {
         let init: Vec<Option<ArrayView3<'_, F>>> = initial
             .map(|parts| parts.iter().map(|a| Some(a.view())).collect())
             .unwrap_or_default();
-        let states = match &model {
-            TorchModel::Lstm(s) => s.forward_states(x, &init, &opts)?,
-            TorchModel::Gru(s) => s.forward_states(x, &init, &opts)?,
-        };
+        // One forward run, kept for the backward one.
+        let states = model.forward_kept(x, &init, &opts, &mut self.tape)?;
         let hg = head.loss(states.output.view(), lengths, target)?;
-        let part = |k: usize| init.get(k).copied().flatten();
-        let g = match &model {
-            TorchModel::Lstm(_) => {
-                model.backward_params(x, part(0), part(1), &opts, hg.d_output.view(), None, None)?
-            }
-            TorchModel::Gru(_) => {
-                model.backward_params(x, part(0), None, &opts, hg.d_output.view(), None, None)?
-            }
-        };
+        let g = model.backward_kept(&mut self.tape, hg.d_output.view(), &[], false)?;
         let names: Vec<String> = self.tensors.keys().cloned().collect();
         let mut named: BTreeMap<String, ArrayD<F>> =
             torch::named_gradients(&g, self.config.prefix(), &names)

@@ -184,3 +184,77 @@ pub fn check_f32_gradients_close_to_f64<Fam: CellFamily>() {
         Ok(())
     });
 }
+
+/// The two halves of a backward run ([`Backward::sequence_forward_kept`], then
+/// [`Backward::sequence_backward_kept`]): the forward half's output and final state are the
+/// unroller's, and the backward half gives what [`crate::backward::backward`] gives, with
+/// the forward half's workspace kept across another run in between.
+pub fn check_forward_kept_equals_unroll<Fam: CellFamily>() {
+    use crate::{Layout, Workspace};
+    let strategy = sized_cases::<Fam>(1.0, [1..4, 0..6, 1..5, 1..5]);
+    run_on("forward kept ~ unroll", strategy, 8, |case| {
+        let cell = Fam::build::<f64>(&case.params).map_err(fail)?;
+        let x = case.input::<f64>();
+        let s0: StateOf<Fam, f64> = case.state();
+        let mut opts = case.opts();
+        opts.trace = false;
+        let out = cell.unroll(x.view(), Some(&s0), &opts).map_err(fail)?;
+        let tm = |a: &Array3<f64>| match opts.layout {
+            Layout::TimeMajor => a.clone(),
+            Layout::BatchFirst => a.view().permuted_axes([1, 0, 2]).to_owned(),
+        };
+        let (xt, yt) = (tm(&x), tm(&out.output));
+        let mut kept_opts = opts;
+        kept_opts.layout = Layout::TimeMajor;
+        let mut ws = Workspace::new();
+        let mut y = Array3::zeros(yt.raw_dim());
+        let mut state = s0.clone();
+        cell.sequence_forward_kept(xt.view(), &kept_opts, y.view_mut(), &mut state, &mut ws);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * (1.0 + b.abs());
+        for (a, b) in y.iter().zip(&yt) {
+            prop_assert!(close(*a, *b), "output: kept {a}, unroll {b}");
+        }
+        for k in 0..StateOf::<Fam, f64>::PARTS {
+            for (a, b) in state.part(k).iter().zip(out.state.part(k)) {
+                prop_assert!(close(*a, *b), "final state part {k}: kept {a}, unroll {b}");
+            }
+        }
+        // Another run on another workspace does not disturb what the first one kept.
+        let _ = cell.unroll(x.view(), None, &opts).map_err(fail)?;
+        let (dy, df) = loss_grads(yt.shape(), &out.state);
+        let mut d = df.clone();
+        let mut dx = Array3::zeros(xt.raw_dim());
+        let mut grad = cell.zero_grad();
+        cell.sequence_backward_kept(
+            xt.view(),
+            &s0,
+            &kept_opts,
+            dy.view(),
+            &mut d,
+            dx.view_mut(),
+            &mut grad,
+            &mut ws,
+        );
+        let whole = crate::backward::backward(
+            &cell,
+            xt.view(),
+            Some(&s0),
+            &kept_opts,
+            dy.view(),
+            Some(&df),
+        )
+        .map_err(fail)?;
+        prop_assert_eq!(&dx, &whole.input, "input gradient");
+        for ((name, a), (_, b)) in cell
+            .grad_tensors(&grad)
+            .iter()
+            .zip(cell.grad_tensors(&whole.params).iter())
+        {
+            prop_assert_eq!(a, b, "gradient of {}", name);
+        }
+        for k in 0..StateOf::<Fam, f64>::PARTS {
+            prop_assert_eq!(d.part(k), whole.initial.part(k), "initial state part {}", k);
+        }
+        Ok(())
+    });
+}

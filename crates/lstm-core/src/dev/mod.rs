@@ -383,6 +383,7 @@ macro_rules! cell_suite {
             non_finite_inputs => check_non_finite_inputs,
             gradients_match_finite_differences => check_gradients_match_finite_differences,
             f32_gradients_close_to_f64 => check_f32_gradients_close_to_f64,
+            forward_kept_equals_unroll => check_forward_kept_equals_unroll,
         );
     };
     (@tests $family:ty; $($name:ident => $check:ident),* $(,)?) => {

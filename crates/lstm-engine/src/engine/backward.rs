@@ -273,8 +273,55 @@ impl<F: Scalar> LstmEngine<F> {
             && self.output_mode == OutputMode::GateThenSquash
     }
 
-    /// See [`lstm_core::Backward::sequence_backward_unchecked`]: the fused path where it
-    /// applies ([`Self::fused_backward_applies`]), the stepwise default otherwise.
+    /// See [`lstm_core::Backward::sequence_forward_kept`]: the fused path where it applies
+    /// ([`Self::fused_backward_applies`]), the stepwise default otherwise.
+    pub(crate) fn sequence_forward_rows(
+        &self,
+        x: ArrayView3<'_, F>,
+        opts: &SeqOptions<'_>,
+        mut output: ArrayViewMut3<'_, F>,
+        state: &mut LstmState<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        if !self.fused_backward_applies(x.dim().0, opts) {
+            lstm_core::backward::stepwise_forward_kept(self, x, opts, output, state, ws);
+            return;
+        }
+        let (t, b, _) = x.dim();
+        let h = self.hidden;
+        if t == 0 || b == 0 {
+            return;
+        }
+        let ([gates, cells, hs, ..], _, ws) = ws.split_reused(self.kept_lens(x));
+        self.sequence_keeping(x, state, opts.direction, [gates, cells, hs], ws);
+        if output.dim().2 > 0 {
+            let all = ArrayView3::from_shape((t, b, h), &*hs).expect("sized");
+            output.assign(&all);
+        }
+    }
+
+    /// The buffers the fused path keeps from its forward half to its backward half, and
+    /// the backward half's own: gates, cells, hidden states, dZ, previous hidden states,
+    /// the `dh` product, `tanh(c)`, the input gradient's product.
+    fn kept_lens(&self, x: ArrayView3<'_, F>) -> [usize; 8] {
+        let (t, b, _) = x.dim();
+        let (h, g4) = (self.hidden, 4 * self.hidden);
+        let u = self.unpacked();
+        let (ldh, ldx) = (u.wr_t.padded_cols(), u.wx_t.padded_cols());
+        [
+            t * b * g4,
+            t * b * h,
+            t * b * h,
+            t * b * g4,
+            t * b * h,
+            b * ldh,
+            b * h,
+            t * b * ldx,
+        ]
+    }
+
+    /// See [`lstm_core::Backward::sequence_backward_kept`]: the fused path where it applies
+    /// ([`Self::fused_backward_applies`]), the stepwise default otherwise.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn sequence_backward_rows(
         &self,
@@ -290,15 +337,18 @@ impl<F: Scalar> LstmEngine<F> {
         if self.fused_backward_applies(x.dim().0, opts) {
             self.sequence_backward_fused(x, initial, opts.direction, dy, d, dx, grad, ws);
         } else {
-            lstm_core::backward::stepwise_backward(self, x, initial, opts, dy, d, dx, grad, ws);
+            lstm_core::backward::stepwise_backward_kept(
+                self, x, initial, opts, dy, d, dx, grad, ws,
+            );
         }
     }
 
     /// Backpropagation through a whole sequence with the products of every step batched: the
-    /// forward run keeps its gate activations (the traced path), each step back computes its
-    /// pre-activation gradients `dZ_t` in one pass and `dh_{t-1} = dZ_t W_r` on the kernels,
-    /// and the weight and input gradients are three products over all steps at the end
-    /// (`dW_x = dZ^T X`, `dW_r = dZ^T H_prev`, `dX = dZ W_x`).
+    /// forward half ([`Self::sequence_forward_rows`]) kept its gate activations (the traced
+    /// path); each step back computes its pre-activation gradients `dZ_t` in one pass and
+    /// `dh_{t-1} = dZ_t W_r` on the kernels, and the weight and input gradients are three
+    /// products over all steps at the end (`dW_x = dZ^T X`, `dW_r = dZ^T H_prev`,
+    /// `dX = dZ W_x`).
     #[allow(clippy::too_many_arguments)]
     fn sequence_backward_fused(
         &self,
@@ -319,18 +369,8 @@ impl<F: Scalar> LstmEngine<F> {
         let u = self.unpacked();
         let g4 = 4 * h;
         let (ldh, ldx) = (u.wr_t.padded_cols(), u.wx_t.padded_cols());
-        let ([gates, cells, hs, dz, h_prev, dh_buf, tanh_c, dxs], _, ws) = ws.split_reused([
-            t * b * g4,
-            t * b * h,
-            t * b * h,
-            t * b * g4,
-            t * b * h,
-            b * ldh,
-            b * h,
-            t * b * ldx,
-        ]);
-        let mut state = initial.clone();
-        self.sequence_keeping(x, &mut state, direction, [gates, cells, hs], ws);
+        let ([gates, cells, hs, dz, h_prev, dh_buf, tanh_c, dxs], _, ws) =
+            ws.split_reused(self.kept_lens(x));
         let (gates, cells, hs) = (&*gates, &*cells, &*hs);
         // The time of each step, in reading order.
         let time = |k: usize| match direction {

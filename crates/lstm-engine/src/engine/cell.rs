@@ -179,7 +179,20 @@ macro_rules! engine_cell {
                 $crate::EngineCell::grad_tensors(self, grad)
             }
 
-            fn sequence_backward_unchecked(
+            fn sequence_forward_kept(
+                &self,
+                input: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
+                opts: &$crate::lstm_core::SeqOptions<'_>,
+                output: $crate::lstm_core::ndarray::ArrayViewMut3<'_, F>,
+                state: &mut $crate::lstm_core::LstmState<F>,
+                ws: &mut $crate::lstm_core::Workspace<F>,
+            ) {
+                <$crate::LstmEngine<F> as $crate::lstm_core::Backward<F>>::sequence_forward_kept(
+                    $crate::EngineCell::engine(self),
+                    input, opts, output, state, ws)
+            }
+
+            fn sequence_backward_kept(
                 &self,
                 input: $crate::lstm_core::ndarray::ArrayView3<'_, F>,
                 initial: &$crate::lstm_core::LstmState<F>,
@@ -190,7 +203,7 @@ macro_rules! engine_cell {
                 grad: &mut $crate::EngineGrad<F>,
                 ws: &mut $crate::lstm_core::Workspace<F>,
             ) {
-                <$crate::LstmEngine<F> as $crate::lstm_core::Backward<F>>::sequence_backward_unchecked(
+                <$crate::LstmEngine<F> as $crate::lstm_core::Backward<F>>::sequence_backward_kept(
                     $crate::EngineCell::engine(self),
                     input, initial, opts, d_output, d, d_input, grad, ws)
             }
@@ -382,7 +395,18 @@ impl<F: Scalar> lstm_core::Backward<F> for LstmEngine<F> {
         EngineCell::grad_tensors(self, grad)
     }
 
-    fn sequence_backward_unchecked(
+    fn sequence_forward_kept(
+        &self,
+        input: ArrayView3<'_, F>,
+        opts: &SeqOptions<'_>,
+        output: ArrayViewMut3<'_, F>,
+        state: &mut LstmState<F>,
+        ws: &mut Workspace<F>,
+    ) {
+        self.sequence_forward_rows(input, opts, output, state, ws);
+    }
+
+    fn sequence_backward_kept(
         &self,
         input: ArrayView3<'_, F>,
         initial: &LstmState<F>,

@@ -11,7 +11,7 @@ use lstm_gru::GruGrad;
 use safetensors::{Dtype, tensor::TensorView};
 
 use super::TorchModel;
-use crate::{StackGradients, StackOptions};
+use crate::{StackGradients, StackOptions, StackStates, Tape};
 
 /// The gradients [`TorchModel::backward`] returns.
 #[derive(Clone, Debug)]
@@ -116,6 +116,46 @@ impl<F: Scalar> TorchModel<F> {
                 .map(TorchGradients::Gru)
             }
         }
+    }
+
+    /// [`crate::Stack::forward_kept`] of the LSTM or GRU: the forward run of a training
+    /// step, `initial` its state's parts (`h0`, and `c0` for an LSTM), with what
+    /// [`Self::backward_kept`] needs kept in `tape`.
+    ///
+    /// # Errors
+    /// As [`crate::Stack::forward_states`].
+    pub fn forward_kept(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: &[Option<ArrayView3<'_, F>>],
+        opts: &StackOptions<'_>,
+        tape: &mut Tape<F>,
+    ) -> Result<StackStates<F>> {
+        match self {
+            Self::Lstm(s) => s.forward_kept(x, initial, opts, tape),
+            Self::Gru(s) => s.forward_kept(x, initial, opts, tape),
+        }
+    }
+
+    /// [`crate::Stack::backward_kept`] of the LSTM or GRU, after [`Self::forward_kept`].
+    ///
+    /// # Errors
+    /// As [`crate::Stack::backward_kept`].
+    pub fn backward_kept(
+        &self,
+        tape: &mut Tape<F>,
+        d_output: ArrayView3<'_, F>,
+        d_finals: &[Option<ArrayView3<'_, F>>],
+        want_input: bool,
+    ) -> Result<TorchGradients<F>> {
+        Ok(match self {
+            Self::Lstm(s) => {
+                TorchGradients::Lstm(s.backward_kept(tape, d_output, d_finals, want_input)?)
+            }
+            Self::Gru(s) => {
+                TorchGradients::Gru(s.backward_kept(tape, d_output, d_finals, want_input)?)
+            }
+        })
     }
 }
 
