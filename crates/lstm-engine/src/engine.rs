@@ -277,8 +277,7 @@ impl<F: Scalar> LstmEngine<F> {
             output_mode: spec.output_mode,
             standard: g.f == Activation::Sigmoid
                 && g.g == Activation::Tanh
-                && g.h == Activation::Tanh
-                && !g.any_open(),
+                && g.h == Activation::Tanh,
             gates: spec.gates,
             unpacked: std::sync::OnceLock::new(),
         })
@@ -371,6 +370,20 @@ impl<F: Scalar> LstmEngine<F> {
         zero_input: bool,
         ws: &mut Workspace<F>,
     ) {
+        self.update_keeping(z, ldz, state, zero_input, None, ws);
+    }
+
+    /// [`Self::update`], copying each row's pre-activations (`4H` values, before the gate
+    /// pass and its peepholes) to `pre_out[row * 4H..]` when given.
+    fn update_keeping(
+        &self,
+        z: &mut [F],
+        ldz: usize,
+        state: &mut LstmState<F>,
+        zero_input: bool,
+        pre_out: Option<&mut [F]>,
+        ws: &mut Workspace<F>,
+    ) {
         let (b, h) = (state.batch(), self.hidden);
         let (mut hv, mut cv) = state.parts_mut();
         let hs = hv.as_slice_mut().expect("state is standard layout");
@@ -379,6 +392,11 @@ impl<F: Scalar> LstmEngine<F> {
             _ if zero_input => {}
             Recurrence::Hidden => self.wr.apply(b, hs, self.output, z, ldz, false),
             Recurrence::Cell => self.wr.apply(b, cs, h, z, ldz, false),
+        }
+        if let Some(pre) = pre_out {
+            for row in 0..b {
+                pre[row * 4 * h..][..4 * h].copy_from_slice(&z[row * ldz..][..4 * h]);
+            }
         }
         let proj_w = self.proj.as_ref().map_or(0, Packed::padded_cols);
         let ([full, projected], _, _) =
@@ -444,13 +462,14 @@ impl<F: Scalar> LstmEngine<F> {
     /// The chunked whole-sequence path of [`Self::sequence_chunked`] for training: every row
     /// steps at every position, and after each step its gate activations (`[B, 4H]`, blocks
     /// i, f, g, o), its cell state and its hidden state (`[B, H]` each, no projection) are
-    /// copied to `gates`, `cells` and `hs` at the step's time index.
+    /// copied to `gates`, `cells` and `hs` at the step's time index, and, when `pres` is not
+    /// empty, its pre-activations (before the gate pass and its peepholes) to `pres`.
     pub(crate) fn sequence_keeping(
         &self,
         input: ArrayView3<'_, F>,
         state: &mut LstmState<F>,
         direction: Direction,
-        [gates, cells, hs]: [&mut [F]; 3],
+        [gates, cells, hs, pres]: [&mut [F]; 4],
         ws: &mut Workspace<F>,
     ) {
         let (t, b, i) = input.dim();
@@ -464,7 +483,8 @@ impl<F: Scalar> LstmEngine<F> {
             self.wx.apply(steps.len() * b, xs, i, pre, gp, true);
             for tt in reading_order(direction, steps.clone()) {
                 let z = &mut pre[(tt - steps.start) * per_step..];
-                self.update(z, gp, state, std::mem::take(&mut zero_input), ws);
+                let keep = (!pres.is_empty()).then(|| &mut pres[tt * b * g4..][..b * g4]);
+                self.update_keeping(z, gp, state, std::mem::take(&mut zero_input), keep, ws);
                 for row in 0..b {
                     gates[(tt * b + row) * g4..][..g4].copy_from_slice(&z[row * gp..][..g4]);
                 }
@@ -485,6 +505,7 @@ impl<F: Scalar> LstmEngine<F> {
             clip: self.gates.clip,
             input_forget: self.gates.input_forget,
             squash_gated: self.output_mode == OutputMode::SquashGated,
+            open: self.gates.open,
         }
     }
 

@@ -59,7 +59,14 @@ fn loss(e: &LstmEngine<f64>, x: &Array3<f64>, s0: &LstmState<f64>, opts: &SeqOpt
     y + c
 }
 
+/// [`check_with`] with lengths (the stepwise path) and without (the fused path, where the
+/// options allow it).
 fn check(o: Options, seed: u64) {
+    check_with(o, seed, true);
+    check_with(o, seed, false);
+}
+
+fn check_with(o: Options, seed: u64, with_lengths: bool) {
     let (i, h, p, t, b) = (3, 4, if o.projection { 2 } else { 4 }, 5, 2);
     let mut rng = SplitMix64::new(seed);
     let mut parts = vec![
@@ -81,7 +88,11 @@ fn check(o: Options, seed: u64) {
     )
     .expect("shapes");
     let lens = [t, 3];
-    let opts = SeqOptions::default().lengths(&lens);
+    let opts = if with_lengths {
+        SeqOptions::default().lengths(&lens)
+    } else {
+        SeqOptions::default()
+    };
     let opts = SeqOptions {
         direction: if seed.is_multiple_of(2) {
             Direction::Forward

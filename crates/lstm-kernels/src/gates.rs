@@ -34,6 +34,8 @@ pub struct GateOptions<'a, T> {
     pub input_forget: bool,
     /// `h = tanh(o * c)` instead of `o * tanh(c)`.
     pub squash_gated: bool,
+    /// Gates held at 1 whatever their input, in the order i, f, o.
+    pub open: [bool; 3],
 }
 
 /// The fused gate pass of one batch row, if a vectorised version exists for this element type
@@ -43,7 +45,8 @@ pub struct GateOptions<'a, T> {
 /// receives the gate activations; `c [H]` is updated in place; `h [H]` is written. Sigmoid gates
 /// and tanh candidate and output, in the order of the ONNX `LSTM` operator:
 /// `i = s(z_i + p_i c)`, `f = s(z_f + p_f c)` (or `1 - i`), `g = tanh(z_g)`, `c' = f c + i g`,
-/// `o = s(z_o + p_o c')`, `h = o tanh(c')` (or `tanh(o c')`).
+/// `o = s(z_o + p_o c')`, `h = o tanh(c')` (or `tanh(o c')`); a gate held open
+/// ([`GateOptions::open`]) is 1.
 ///
 /// # Panics
 /// When a slice is shorter than the hidden size says.

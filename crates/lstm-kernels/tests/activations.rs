@@ -84,11 +84,15 @@ fn nan_propagates() {
 fn gate_pass_matches_the_formulas() {
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     for n in [1usize, 15, 16, 17, 40, 64, 100, 147] {
-        for (peep, clip, coupled, squash) in [
-            (false, None, false, false),
-            (true, Some(0.5f32), true, true),
-            (true, None, false, true),
-            (false, Some(3.0), true, false),
+        for (peep, clip, coupled, squash, open) in [
+            (false, None, false, false, [false; 3]),
+            (true, Some(0.5f32), true, true, [false; 3]),
+            (true, None, false, true, [false; 3]),
+            (false, Some(3.0), true, false, [false; 3]),
+            (true, None, false, false, [true, false, false]),
+            (true, Some(2.0), false, false, [false, true, false]),
+            (true, None, false, true, [false, false, true]),
+            (false, None, true, false, [true, false, true]),
         ] {
             let z0: Vec<f32> = (0..4 * n)
                 .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.4)
@@ -100,6 +104,7 @@ fn gate_pass_matches_the_formulas() {
                 clip,
                 input_forget: coupled,
                 squash_gated: squash,
+                open,
             };
             let (mut z, mut c, mut h) = (z0.clone(), c0.clone(), vec![0.0f32; n]);
             if !lstm_gates(n, &mut z, &mut c, &mut h, &opts) {
@@ -113,15 +118,16 @@ fn gate_pass_matches_the_formulas() {
                 let cl = |v: f64| clip.map_or(v, |k| v.clamp(-f64::from(k), f64::from(k)));
                 let pv = |g: usize| if peep { f64::from(p[g * n + j]) } else { 0.0 };
                 let cp = f64::from(c0[j]);
-                let i = sig(cl(f64::from(z0[j]) + pv(0) * cp));
+                let gate = |k: usize, v: f64| if open[k] { 1.0 } else { sig(cl(v)) };
+                let i = gate(0, f64::from(z0[j]) + pv(0) * cp);
                 let f = if coupled {
                     1.0 - i
                 } else {
-                    sig(cl(f64::from(z0[n + j]) + pv(1) * cp))
+                    gate(1, f64::from(z0[n + j]) + pv(1) * cp)
                 };
                 let g = cl(f64::from(z0[2 * n + j])).tanh();
                 let cn = f * cp + i * g;
-                let o = sig(cl(f64::from(z0[3 * n + j]) + pv(2) * cn));
+                let o = gate(2, f64::from(z0[3 * n + j]) + pv(2) * cn);
                 let hv = if squash {
                     (o * cn).tanh()
                 } else {

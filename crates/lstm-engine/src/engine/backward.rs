@@ -13,7 +13,7 @@ use lstm_core::ndarray::{ArrayView3, ArrayViewMut3};
 use lstm_core::{Activation, Direction, SeqOptions, Workspace};
 use lstm_kernels::Packed;
 
-use super::{LstmEngine, OutputMode, Recurrence};
+use super::{GateConfig, LstmEngine, OutputMode, Recurrence};
 use crate::{LstmState, Scalar};
 
 /// The gradient of an engine's parameters, in the engine's layout (blocks i, f, g, o).
@@ -256,21 +256,37 @@ pub fn engine_tensors<F: Scalar>(g: &EngineGrad<F>) -> Vec<(&'static str, ArrayD
 
 impl<F: Scalar> LstmEngine<F> {
     /// Whether [`Self::sequence_backward_fused`] applies: every row steps at every position,
-    /// sigmoid gates and tanh candidate and output, no clip, peepholes, coupling, projection or
-    /// state-gated recurrence.
+    /// no projection, h-driven gates and `h = o act_h(c)`. Any activations, clip, peepholes,
+    /// the coupled forget gate and held-open gates are fine.
     fn fused_backward_applies(&self, steps: usize, opts: &SeqOptions<'_>) -> bool {
-        let g = &self.gates;
         opts.lengths.is_none_or(|l| l.iter().all(|&n| n == steps))
-            && g.f == Activation::Sigmoid
+            && self.proj.is_none()
+            && self.recurrence == Recurrence::Hidden
+            && self.output_mode == OutputMode::GateThenSquash
+    }
+
+    /// Whether the general backward gate pass ([`GeneralGates`]) needs the pre-activations:
+    /// for clip, and for activations other than sigmoid and tanh (whose derivatives it takes
+    /// from their values).
+    fn general_needs_pre(&self) -> bool {
+        let g = &self.gates;
+        let by_value = |a: &Activation<F>| matches!(a, Activation::Sigmoid | Activation::Tanh);
+        !self.standard_gates()
+            && (g.clip.is_some() || !by_value(&g.f) || !by_value(&g.g) || !by_value(&g.h))
+    }
+
+    /// Whether the gates are the standard ones (sigmoid gates, tanh candidate and output, no
+    /// clip, coupling, open gate or peephole), whose backward gate pass reads only the
+    /// activations ([`backward_gate_row`]); others keep the pre-activations too.
+    fn standard_gates(&self) -> bool {
+        let g = &self.gates;
+        g.f == Activation::Sigmoid
             && g.g == Activation::Tanh
             && g.h == Activation::Tanh
             && g.clip.is_none()
             && !g.input_forget
             && !g.any_open()
             && self.peep.is_none()
-            && self.proj.is_none()
-            && self.recurrence == Recurrence::Hidden
-            && self.output_mode == OutputMode::GateThenSquash
     }
 
     /// See [`lstm_core::Backward::sequence_forward_kept`]: the fused path where it applies
@@ -292,8 +308,8 @@ impl<F: Scalar> LstmEngine<F> {
         if t == 0 || b == 0 {
             return;
         }
-        let ([gates, cells, hs, ..], _, ws) = ws.split_reused(self.kept_lens(x));
-        self.sequence_keeping(x, state, opts.direction, [gates, cells, hs], ws);
+        let ([gates, cells, hs, .., pres], _, ws) = ws.split_reused(self.kept_lens(x));
+        self.sequence_keeping(x, state, opts.direction, [gates, cells, hs, pres], ws);
         if output.dim().2 > 0 {
             let all = ArrayView3::from_shape((t, b, h), &*hs).expect("sized");
             output.assign(&all);
@@ -302,12 +318,18 @@ impl<F: Scalar> LstmEngine<F> {
 
     /// The buffers the fused path keeps from its forward half to its backward half, and
     /// the backward half's own: gates, cells, hidden states, dZ, previous hidden states,
-    /// the `dh` product, `tanh(c)`, the input gradient's product.
-    fn kept_lens(&self, x: ArrayView3<'_, F>) -> [usize; 8] {
+    /// the `dh` product, `tanh(c)` (or `act_h(c)`), the input gradient's product, and the
+    /// pre-activations (kept only for gates other than the standard ones).
+    fn kept_lens(&self, x: ArrayView3<'_, F>) -> [usize; 9] {
         let (t, b, _) = x.dim();
         let (h, g4) = (self.hidden, 4 * self.hidden);
         let u = self.unpacked();
         let (ldh, ldx) = (u.wr_t.padded_cols(), u.wx_t.padded_cols());
+        let pres = if self.general_needs_pre() {
+            t * b * g4
+        } else {
+            0
+        };
         [
             t * b * g4,
             t * b * h,
@@ -317,6 +339,7 @@ impl<F: Scalar> LstmEngine<F> {
             b * ldh,
             b * h,
             t * b * ldx,
+            pres,
         ]
     }
 
@@ -369,9 +392,14 @@ impl<F: Scalar> LstmEngine<F> {
         let u = self.unpacked();
         let g4 = 4 * h;
         let (ldh, ldx) = (u.wr_t.padded_cols(), u.wx_t.padded_cols());
-        let ([gates, cells, hs, dz, h_prev, dh_buf, tanh_c, dxs], _, ws) =
+        let ([gates, cells, hs, dz, h_prev, dh_buf, tanh_c, dxs, pres], _, ws) =
             ws.split_reused(self.kept_lens(x));
-        let (gates, cells, hs) = (&*gates, &*cells, &*hs);
+        let standard = self.standard_gates();
+        let general = GeneralGates {
+            gates: &self.gates,
+            peep: self.peep.as_deref(),
+        };
+        let (gates, cells, hs, pres) = (&*gates, &*cells, &*hs, &*pres);
         // The time of each step, in reading order.
         let time = |k: usize| match direction {
             Direction::Forward => k,
@@ -400,7 +428,9 @@ impl<F: Scalar> LstmEngine<F> {
                 _ => &cells[time(k - 1) * b * h..][..b * h],
             };
             tanh_c.copy_from_slice(c);
-            if !lstm_kernels::squash(lstm_kernels::Squash::Tanh, tanh_c) {
+            if self.gates.h != Activation::Tanh {
+                tanh_c.iter_mut().for_each(|v| *v = self.gates.h.apply(*v));
+            } else if !lstm_kernels::squash(lstm_kernels::Squash::Tanh, tanh_c) {
                 tanh_c.iter_mut().for_each(|v| *v = v.tanh());
             }
             let dhs = dh.as_slice_mut().expect("standard layout");
@@ -420,7 +450,24 @@ impl<F: Scalar> LstmEngine<F> {
                 let at = row * h;
                 let (tc, cp) = (&tanh_c[at..][..h], &c_prev[at..][..h]);
                 let (dhr, dcr) = (&dhs[at..][..h], &mut dcs[at..][..h]);
-                backward_gate_row([gi, gf, gg, go], [tc, cp, dhr], dcr, [zi, zf, zg, zo]);
+                if standard {
+                    backward_gate_row([gi, gf, gg, go], [tc, cp, dhr], dcr, [zi, zf, zg, zo]);
+                } else {
+                    let pre = if pres.is_empty() {
+                        &[][..]
+                    } else {
+                        &pres[(tk * b + row) * g4..][..g4]
+                    };
+                    let c_new = &c[at..][..h];
+                    general.row(
+                        [gi, gf, gg, go],
+                        pre,
+                        [tc, cp, c_new, dhr],
+                        dcr,
+                        [zi, zf, zg, zo],
+                        grad.peephole.as_mut(),
+                    );
+                }
             }
             dh_buf.fill(F::zero());
             lstm_kernels::gemm(b, zrows, g4, &u.wr_t, dh_buf, ldh, None);
@@ -472,6 +519,94 @@ impl<F: Scalar> LstmEngine<F> {
                     .zip(src)
                     .for_each(|(d, &v)| *d = v);
             }
+        }
+    }
+}
+
+/// The backward gate pass of one row for any gate options of the fused path (activations,
+/// clip, peepholes, the coupled forget gate, held-open gates): the arithmetic of the
+/// stepwise [`LstmEngine::step_backward_rows`], from the kept activations and
+/// pre-activations.
+struct GeneralGates<'a, F> {
+    gates: &'a GateConfig<F>,
+    peep: Option<&'a [F]>,
+}
+
+impl<F: Scalar> GeneralGates<'_, F> {
+    /// Writes `dz` (the four blocks) from the gate activations, the pre-activations `pre`
+    /// (`4H`, before peepholes), `act_h(c_t)`, `c_{t-1}`, `c_t` and `dh_t`, turns `dc` into
+    /// the gradient with respect to `c_{t-1}`, and adds the peepholes' gradient to `dp`
+    /// (`[3, H]`).
+    fn row(
+        &self,
+        [gi, gf, gg, go]: [&[F]; 4],
+        pre: &[F],
+        [ac, cp, c, dh]: [&[F]; 4],
+        dc: &mut [F],
+        [zi, zf, zg, zo]: [&mut [F]; 4],
+        mut dp: Option<&mut Array2<F>>,
+    ) {
+        let g = self.gates;
+        let n = dc.len();
+        let (zero, one) = (F::zero(), F::one());
+        // The derivative of `act(clip(v))` at the pre-activation `v` whose activation is `a`:
+        // from `a` for sigmoid and tanh, from `v` otherwise (then `pre` is kept); zero where
+        // the clip moved `v`.
+        let slope = |act: &Activation<F>, v: &dyn Fn() -> F, a: F| {
+            if let Some(k) = g.clip {
+                let v = v();
+                if v > k || v < -k {
+                    return zero;
+                }
+            }
+            match act {
+                Activation::Sigmoid => a * (one - a),
+                Activation::Tanh => one - a * a,
+                other => other.derivative(v()),
+            }
+        };
+        for j in 0..n {
+            let (pi, pf, po) = match self.peep {
+                Some(p) => (p[j], p[n + j], p[2 * n + j]),
+                None => (zero, zero, zero),
+            };
+            let gate_slope = |k: usize, peep: F, state: F, a: F| {
+                if g.open[k] {
+                    return zero;
+                }
+                let block = [0, 1, 3][k];
+                slope(&g.f, &|| pre[block * n + j] + peep * state, a)
+            };
+            let h_slope = match g.h {
+                Activation::Sigmoid => ac[j] * (one - ac[j]),
+                Activation::Tanh => one - ac[j] * ac[j],
+                other => other.derivative(c[j]),
+            };
+            let d_o = dh[j] * ac[j];
+            let mut dct = dc[j] + dh[j] * go[j] * h_slope;
+            let dzo = d_o * gate_slope(2, po, c[j], go[j]);
+            dct += dzo * po;
+            let mut di = dct * gg[j];
+            let dg = dct * gi[j];
+            let df = dct * cp[j];
+            let dzf = if g.input_forget {
+                di -= df;
+                zero
+            } else {
+                df * gate_slope(1, pf, cp[j], gf[j])
+            };
+            let dzi = di * gate_slope(0, pi, cp[j], gi[j]);
+            let dzg = dg * slope(&g.g, &|| pre[2 * n + j], gg[j]);
+            dc[j] = dct * gf[j] + dzi * pi + dzf * pf;
+            if let Some(dp) = dp.as_deref_mut() {
+                dp[[0, j]] += dzi * cp[j];
+                dp[[1, j]] += dzf * cp[j];
+                dp[[2, j]] += dzo * c[j];
+            }
+            zi[j] = dzi;
+            zf[j] = dzf;
+            zg[j] = dzg;
+            zo[j] = dzo;
         }
     }
 }

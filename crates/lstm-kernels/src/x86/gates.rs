@@ -89,9 +89,17 @@ unsafe fn gate_block<const L: usize>(row: &RowPtrs<'_>, j: usize, m: [__mmask16;
             zi = each!(l => _mm512_fmadd_ps(pi[l], c_prev[l], zi[l]));
             zf = each!(l => _mm512_fmadd_ps(pf[l], c_prev[l], zf[l]));
         }
-        let i = sigmoid512(clamp512(zi, row.clip));
+        let ones = [_mm512_set1_ps(1.0); L];
+        let open = row.opts.open;
+        let i = if open[0] {
+            ones
+        } else {
+            sigmoid512(clamp512(zi, row.clip))
+        };
         let f = if row.opts.input_forget {
             each!(l => _mm512_sub_ps(_mm512_set1_ps(1.0), i[l]))
+        } else if open[1] {
+            ones
         } else {
             sigmoid512(clamp512(zf, row.clip))
         };
@@ -102,7 +110,11 @@ unsafe fn gate_block<const L: usize>(row: &RowPtrs<'_>, j: usize, m: [__mmask16;
             let po = load(p, 2 * n + j);
             zo = each!(l => _mm512_fmadd_ps(po[l], c_new[l], zo[l]));
         }
-        let o = sigmoid512(clamp512(zo, row.clip));
+        let o = if open[2] {
+            ones
+        } else {
+            sigmoid512(clamp512(zo, row.clip))
+        };
         let hv = flush512(if row.opts.squash_gated {
             tanh512(each!(l => _mm512_mul_ps(o[l], c_new[l])))
         } else {
