@@ -25,25 +25,6 @@ fn variants() -> Vec<&'static str> {
 /// The benchmark of one bidirectional layer of the stack.
 const LAYERS: &str = "layers";
 
-/// The help of `lstm bench`, with every registered variant.
-pub fn help() -> String {
-    let lines: String = variants::names()
-        .into_iter()
-        .map(|(name, about)| format!("            {name:<12} {about}\n"))
-        .collect();
-    format!(
-        "    lstm bench [--workload stream|seq-small|batch-mid|batch-large|train-mid]
-               [--variant NAME] [--threads N] [--format json]
-        Time the canonical workloads (float32, random weights, after a warm-up) and print the
-        median: ns/step (stream), us/seq (seq-small), ms/batch (batch-*; train-mid: one
-        forward and backward pass, loss = sum of the outputs). Default: the four inference
-        workloads and every variant:
-{}            {LAYERS:<12} one bidirectional LSTM layer of the stack
-",
-        lines
-    )
-}
-
 #[derive(Debug)]
 pub struct BenchArgs {
     workloads: Vec<Workload>,
@@ -63,14 +44,30 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
         match arg {
             Long("workload") => {
                 let v = p.value()?.string()?;
-                let w = Workload::by_name(&v).ok_or_else(|| CliError::Usage(format!("unknown workload {v:?} (expected stream, seq-small, batch-mid, batch-large or train-mid)")))?;
+                let names = [
+                    "stream",
+                    "seq-small",
+                    "batch-mid",
+                    "batch-large",
+                    "train-mid",
+                ];
+                let w = Workload::by_name(&v).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "unknown workload {v:?}{} (expected {})",
+                        crate::help::did_you_mean(&v, names),
+                        names.join(", ")
+                    ))
+                })?;
                 a.workloads = vec![w];
             }
             Long("variant") => {
                 let v = p.value()?.string()?;
                 let known = variants();
                 let found = known.iter().find(|n| **n == v).ok_or_else(|| {
-                    CliError::Usage(format!("unknown variant {v:?} (expected one of {known:?})"))
+                    CliError::Usage(format!(
+                        "unknown variant {v:?}{} (expected one of {known:?})",
+                        crate::help::did_you_mean(&v, known.iter().copied())
+                    ))
                 })?;
                 a.variants = vec![*found];
             }
@@ -89,7 +86,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<BenchArgs> {
                     }
                 };
             }
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("bench", arg)),
         }
     }
     Ok(a)

@@ -10,21 +10,6 @@ use lstm_train::{Kind, Optimizer, Schedule, Target, TrainConfig, Trainer};
 use crate::train::number;
 use crate::{CliError, CliResult};
 
-pub const HELP: &str = "\
-    lstm compare --task adding|copy [--variants V,V,...] [--seeds K] [--epochs E] [--hidden H]
-                 [--steps T] [--plot OUT.svg] [--format json]
-        Train every variant on one task with the same data, budget and seeds (Adam at 0.01,
-        batches of 32, gradient norm clipped at 1, forget bias 1), and print for each the
-        final validation loss (mean and spread over the seeds), its accuracy for copy, and
-        the time per epoch. adding: the adding problem of T steps (default 30; always
-        answering 1 scores 0.167). copy: 5 of 4 symbols recalled after T blank steps
-        (default 10). Variants: lstm, gru, peephole, state-gated, and Greff et al.'s (2017)
-        changes to the peephole LSTM: nig, nfg, nog (no input, forget, output gate), niaf,
-        noaf (no input, output activation), cifg (f = 1 - i). Defaults: every variant, 3
-        seeds, 10 epochs, H 32.
-        Example: lstm compare --task adding --variants lstm,peephole,nfg,cifg --seeds 5
-";
-
 /// The variants' names, for messages.
 pub fn kind_names() -> String {
     Kind::ALL.map(Kind::name).join(", ")
@@ -65,7 +50,8 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<CompareArgs> {
                     .map(|n| {
                         Kind::from_name(n.trim()).ok_or_else(|| {
                             CliError::Usage(format!(
-                                "unknown variant {n:?} (expected {})",
+                                "unknown variant {n:?}{} (expected {})",
+                                crate::help::did_you_mean(n.trim(), Kind::ALL.map(Kind::name)),
                                 kind_names()
                             ))
                         })
@@ -78,13 +64,14 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<CompareArgs> {
             Long("steps") => a.steps = Some(number(&mut p, "--steps")?),
             Long("plot") => a.plot = Some(p.value()?.into()),
             Long("format") => a.json = crate::parse_format(&p.value()?.string()?)?,
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("compare", arg)),
         }
     }
     if a.task != "adding" && a.task != "copy" {
         return Err(CliError::Usage(format!(
-            "`lstm compare` needs --task adding or --task copy, got {:?}",
-            a.task
+            "`lstm compare` needs --task adding or --task copy, got {:?}{}",
+            a.task,
+            crate::help::did_you_mean(&a.task, ["adding", "copy"])
         )));
     }
     if a.seeds == 0 || a.epochs == 0 || a.hidden == 0 {

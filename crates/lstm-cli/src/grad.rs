@@ -31,22 +31,6 @@ pub struct GradArgs {
     graph_inputs: Vec<(String, PathBuf)>,
 }
 
-pub const HELP: &str = "\
-    lstm grad --model M --input X.npy --grad-output DY.npy --output GRADS.safetensors
-              [--initial-h H0.npy] [--initial-c C0.npy] [--grad-h DHN.npy] [--grad-c DCN.npy]
-              [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
-              [--graph-input NAME=FILE.npy]
-        Write the gradient of L = sum(Y * DY) + sum(HN * DHN) + sum(CN * DCN), where Y, HN and
-        CN are what `lstm run` writes to --output, --final-h and --final-c with the same model
-        and options, with respect to every weight (under the model file's own tensor names),
-        the input (`input`) and the initial states given (`initial_h`, `initial_c`). The
-        gradients are float32 or float64 as the input is. Models: PyTorch nn.LSTM and nn.GRU
-        state dicts (.safetensors) and ONNX graphs (.onnx), whole, as `lstm run` runs them:
-        their weights under the names of the initializers (or constants) the LSTM and GRU
-        nodes read (W, R, B, P), and each float graph input fed by --graph-input under its
-        own name.
-";
-
 /// Parses the arguments after `grad`.
 pub fn parse(mut p: lexopt::Parser) -> CliResult<GradArgs> {
     let mut a = GradArgs::default();
@@ -68,7 +52,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<GradArgs> {
                 &p.value()?.string()?,
                 "--graph-input",
             )?),
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("grad", arg)),
         }
     }
     Ok(a)

@@ -8,7 +8,10 @@
 //! lstm predict --model MODEL.safetensors --input X.npy --output P.npy
 //! lstm compare --task adding|copy [--variants ...] [--seeds K] [--epochs E]
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
+//! lstm help [COMMAND]             every command, or one with its options and an example
 //! ```
+//!
+//! Exit codes: 0 success, 1 bad input, 2 bad usage, 3 internal failure ([`help::Exit`]).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -37,6 +40,7 @@ mod compare;
 mod demo;
 mod grad;
 mod graph;
+mod help;
 mod plot;
 mod predict;
 mod run;
@@ -75,17 +79,6 @@ impl From<lexopt::Error> for CliError {
 
 type CliResult<T = ()> = Result<T, CliError>;
 
-const HELP: &str = "\
-lstm: run LSTM and GRU models as their framework does, fast
-
-USAGE:
-    lstm demo
-        Reproduce the seed notebooks' worked examples (seeds 003 and 004) and print a per-step
-        trace of every cell variant over the sequence \"I ate cake\".
-    lstm help
-        Print this help.
-";
-
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,7 +87,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Nothing more can be done if standard error is gone too.
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(help::Exit::of(&e) as u8)
         }
     }
 }
@@ -103,17 +96,22 @@ fn run() -> CliResult {
     let mut args = std::env::args_os().skip(1);
     let Some(cmd) = args.next() else {
         // The help goes with the usage error; if it cannot be written, the error still can.
-        let _ = write!(std::io::stdout(), "{}", full_help());
+        let _ = write!(std::io::stdout(), "{}", help::overview());
         return Err(CliError::Usage("no command given".into()));
     };
     let rest: Vec<_> = args.collect();
-    match cmd.to_string_lossy().as_ref() {
-        "run" => run::run(&run::parse(lexopt::Parser::from_args(rest))?),
-        "bench" => bench::run(&bench::parse(lexopt::Parser::from_args(rest))?),
-        "grad" => grad::run(&grad::parse(lexopt::Parser::from_args(rest))?),
-        "train" => train::run(&train::parse(lexopt::Parser::from_args(rest))?),
-        "predict" => train::predict(&train::parse_predict(lexopt::Parser::from_args(rest))?),
-        "compare" => compare::run(&compare::parse(lexopt::Parser::from_args(rest))?),
+    let cmd = cmd.to_string_lossy().into_owned();
+    if help::command(&cmd).is_some() && rest.iter().any(|a| a == "--help" || a == "-h") {
+        return print_help(&cmd);
+    }
+    let parser = || lexopt::Parser::from_args(rest.clone());
+    match cmd.as_str() {
+        "run" => run::run(&run::parse(parser())?),
+        "bench" => bench::run(&bench::parse(parser())?),
+        "grad" => grad::run(&grad::parse(parser())?),
+        "train" => train::run(&train::parse(parser())?),
+        "predict" => train::predict(&train::parse_predict(parser())?),
+        "compare" => compare::run(&compare::parse(parser())?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(
@@ -122,25 +120,32 @@ fn run() -> CliResult {
             }
             demo::run()
         }
-        "help" | "--help" | "-h" => {
-            out!("{}", full_help());
-            Ok(())
-        }
-        other => Err(CliError::Usage(format!("unknown command {other:?}"))),
+        "help" | "--help" | "-h" => match rest.first() {
+            None => {
+                out!("{}", help::overview());
+                Ok(())
+            }
+            Some(name) => print_help(&name.to_string_lossy()),
+        },
+        other => Err(CliError::Usage(format!(
+            "unknown command {other:?}{}",
+            help::did_you_mean(other, help::COMMANDS.iter().map(|c| c.name))
+        ))),
     }
 }
 
-/// The help of every command.
-fn full_help() -> String {
-    [
-        HELP,
-        run::HELP,
-        grad::HELP,
-        train::HELP,
-        compare::HELP,
-        &bench::help(),
-    ]
-    .concat()
+/// Prints the help of command `name`.
+fn print_help(name: &str) -> CliResult {
+    match help::command(name) {
+        Some(c) => {
+            out!("{}", c.render());
+            Ok(())
+        }
+        None => Err(CliError::Usage(format!(
+            "no command {name:?}{}",
+            help::did_you_mean(name, help::COMMANDS.iter().map(|c| c.name))
+        ))),
+    }
 }
 
 /// The value of `--format`: `true` for `json`, `false` for `table`.

@@ -33,7 +33,7 @@ pub fn parse_predict(mut p: lexopt::Parser) -> CliResult<PredictArgs> {
             Long("sequence-lens") => a.lengths = Some(p.value()?.into()),
             Long("batch-first") => a.batch_first = true,
             Long("threads") => a.threads = crate::parse_threads(&p.value()?.string()?)?,
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("predict", arg)),
         }
     }
     Ok(a)

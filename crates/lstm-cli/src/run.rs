@@ -29,21 +29,6 @@ pub struct RunArgs {
     pub(crate) graph_outputs: Vec<(String, PathBuf)>,
 }
 
-pub const HELP: &str = "\
-    lstm run --model MODEL --input X.npy --output Y.npy
-             [--initial-h H0.npy] [--initial-c C0.npy] [--final-h HN.npy] [--final-c CN.npy]
-             [--sequence-lens LENS.npy] [--batch-first] [--prefix NAME.] [--threads N]
-             [--graph-input NAME=FILE.npy] [--graph-output NAME=FILE.npy] [--node NAME]
-        Run a PyTorch nn.LSTM (state_dict saved as .safetensors) or an ONNX model (.onnx).
-        An ONNX graph runs whole, from its inputs to its outputs: --input, --initial-h,
-        --initial-c and --sequence-lens feed the graph inputs that reach a recurrent node's X,
-        initial_h, initial_c and sequence_lens; --output, --final-h and --final-c take the
-        graph outputs that come from its Y, Y_h and Y_c; --graph-input and --graph-output name
-        any other. --node NAME runs one LSTM or GRU node alone, on its own inputs and outputs.
-        float32 input computes in float32, float64 in float64. --threads N (default 1) runs
-        the directions of a bidirectional layer at once and splits the batch.
-";
-
 /// Parses the arguments after `run`.
 pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
     let mut a = RunArgs::default();
@@ -67,7 +52,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<RunArgs> {
             Long("graph-output") => a
                 .graph_outputs
                 .push(named_file(&p.value()?.string()?, "--graph-output")?),
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("run", arg)),
         }
     }
     Ok(a)

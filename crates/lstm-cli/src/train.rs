@@ -17,40 +17,6 @@ use crate::plot::{EpochLoss, svg};
 pub use crate::predict::{parse_predict, predict};
 use crate::{CliError, CliResult};
 
-pub const HELP: &str = "\
-    lstm train --input X.npy --target Y.npy --output MODEL.safetensors [--variant V]
-               [--hidden H] [--layers N] [--bidirectional] [--proj-size P]
-               [--task regression|classification] [--per-step] [--epochs E] [--batch-size B]
-               [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay W] [--clip-grad-norm X]
-               [--tbptt K] [--dropout P] [--validation-split F] [--sequence-lens LENS.npy] [--batch-first]
-               [--seed S] [--schedule constant|step:N[:GAMMA]|cosine:N[:MIN]] [--forget-bias V]
-               [--threads N] [--resume CKPT] [--loss-plot LOSS.svg] [--format json]
-        Train a stack and a linear head. X is [T, B, I] ([B, T, I] with --batch-first).
-        Regression targets are float [B, O] ([T, B, O] with --per-step), classification
-        targets integer class ids [B] ([T, B]). V: lstm (also concat, split, np), gru,
-        peephole (also vanilla), state-gated, and the peephole LSTM's variants of Greff et
-        al. (2017): nig, nfg, nog (no input, forget, output gate), niaf, noaf (no input,
-        output activation), cifg (f = 1 - i). MODEL holds PyTorch's names (lstm.* or gru.*,
-        head.weight, head.bias), loadable by load_state_dict (peephole and Greff's variants
-        add lstm.weight_peephole_l*, state-gated has lstm.weight_ch_l* [3H, H] for
-        weight_hh_l*; Greff's gate options are in the metadata, lstm.gates.*, which lstm run
-        reads); the optimizer state goes to
-        MODEL.optimizer.safetensors for --resume. --tbptt K cuts each batch into chunks of K
-        steps, one optimizer step per chunk, the state carried (--per-step, one direction).
-        --dropout P drops between layers while training, as nn.LSTM(dropout=P) does.
-        --schedule steps the learning rate once per epoch: step:N[:GAMMA] is StepLR (times
-        GAMMA, default 0.1, every N epochs), cosine:N[:MIN] is CosineAnnealingLR (down to MIN,
-        default 0, over N epochs). --forget-bias V starts the forget gate's biases at V.
-        Example: lstm train --input x.npy --target y.npy --output m.safetensors --epochs 40
-        --schedule cosine:40
-        Defaults: lstm, H 32, 1 layer, regression, constant rate, PyTorch's initialisation,
-        10 epochs, batches of 32, adam, lr 1e-3, no validation, seed 0.
-    lstm predict --model MODEL.safetensors --input X.npy --output P.npy [--sequence-lens LENS.npy]
-               [--batch-first] [--threads N]
-        Run a model `lstm train` wrote: values, or class probabilities, at each sample's last
-        step ([B, O]) or at every step ([T, B, O]) as it was trained.
-";
-
 /// Parsed arguments of `lstm train`.
 #[derive(Debug)]
 pub struct TrainArgs {
@@ -131,8 +97,9 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
                 let v = p.value()?.string()?;
                 a.kind = Kind::from_name(&v).ok_or_else(|| {
                     CliError::Usage(format!(
-                        "--variant is one of {} (or concat, split, np, vanilla), got {v:?}",
-                        crate::compare::kind_names()
+                        "--variant is one of {} (or concat, split, np, vanilla), got {v:?}{}",
+                        crate::compare::kind_names(),
+                        crate::help::did_you_mean(&v, Kind::ALL.map(Kind::name))
                     ))
                 })?;
             }
@@ -171,7 +138,7 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<TrainArgs> {
             Long("tbptt") => a.tbptt = Some(number(&mut p, "--tbptt")?),
             Long("dropout") => a.dropout = Some(number(&mut p, "--dropout")?),
             Long("format") => a.json = crate::parse_format(&p.value()?.string()?)?,
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(crate::help::unexpected("train", arg)),
         }
     }
     if !(0.0..1.0).contains(&a.validation) {
@@ -329,7 +296,8 @@ fn train_typed<F: Scalar + NpyElement>(a: &TrainArgs, x: ArrayD<F>) -> CliResult
         "adamw" => Optimizer::adamw(),
         other => {
             return Err(CliError::Usage(format!(
-                "--optimizer is sgd, adam or adamw, got {other:?}"
+                "--optimizer is sgd, adam or adamw, got {other:?}{}",
+                crate::help::did_you_mean(other, ["sgd", "adam", "adamw"])
             )));
         }
     };

@@ -16,7 +16,7 @@ fn lstm(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn every_registered_variant_is_listed_and_runs() {
-    let (ok, help) = lstm(&["help"]);
+    let (ok, help) = lstm(&["help", "bench"]);
     assert!(ok);
     for name in [
         "concat",
@@ -27,7 +27,7 @@ fn every_registered_variant_is_listed_and_runs() {
         "layers",
     ] {
         assert!(
-            help.contains(&format!("            {name} ")),
+            help.contains(&format!("    {name} ")),
             "{name} not in the help"
         );
         let (ok, out) = lstm(&[

@@ -3,16 +3,23 @@
 
 use std::process::Command;
 
-/// Runs `lstm args` and returns stderr, asserting failure with status 1, no panic, and one
-/// `error: ` line that contains every needle (compared without regard to case).
+/// Runs `lstm args` and returns stderr, asserting failure with status 1 (bad input) or 2 (bad
+/// usage), no panic, and one `error: ` line that contains every needle (compared without
+/// regard to case).
 pub fn fails(args: &[&str], needles: &[&str]) -> String {
+    fails_with(&[1, 2], args, needles)
+}
+
+/// [`fails`] with the exit status one of `codes`.
+pub fn fails_with(codes: &[i32], args: &[&str], needles: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
         .args(args)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{args:?} succeeded");
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    let code = out.status.code().unwrap_or(-1);
+    assert!(codes.contains(&code), "{args:?}: status {code}, {err}");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     assert!(
         err.starts_with("error: ") && err.trim_end().lines().count() == 1,
