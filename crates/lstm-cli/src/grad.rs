@@ -75,11 +75,11 @@ pub fn run(a: &GradArgs) -> CliResult {
         .unwrap_or("")
         .to_ascii_lowercase();
     let onnx = match ext.as_str() {
-        "safetensors" => false,
+        "safetensors" | "pt" | "pth" => false,
         "onnx" => true,
         _ => {
             return Err(CliError::Usage(format!(
-                "cannot tell the model type of {} (expected a .safetensors or .onnx file)",
+                "cannot tell the model type of {} (expected .safetensors, .pt, .pth or .onnx)",
                 model.display()
             )));
         }

@@ -213,7 +213,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
         .map(read_lengths)
         .transpose()?;
     match ext.as_str() {
-        "safetensors" => {
+        "safetensors" | "pt" | "pth" => {
             let stack = torch::load_model::<F>(model, args.prefix.as_deref())?;
             if matches!(stack, torch::TorchModel::Gru(_))
                 && (c0.is_some() || args.final_c.is_some())
@@ -261,6 +261,9 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
             if let Some(c_n) = out.finals.get(1) {
                 write(&args.final_c, c_n.view().into_dyn())?;
             }
+            if args.prefix.is_none() {
+                found_note(model, &stack);
+            }
         }
         "onnx" => {
             if args.prefix.is_some() {
@@ -277,10 +280,31 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
         }
         _ => {
             return Err(CliError::Usage(format!(
-                "cannot tell the model type of {} (expected a .safetensors or .onnx file)",
+                "cannot tell the model type of {} (expected .safetensors, .pt, .pth or .onnx)",
                 model.display()
             )));
         }
     }
     Ok(())
+}
+
+/// Says on standard error what an auto-detected state dict held, when that is not a plain
+/// `nn.LSTM` or `nn.GRU` without a prefix: its prefix, and whether it is a cell.
+fn found_note<F: lstm_core::Scalar>(model: &Path, stack: &torch::TorchModel<F>) {
+    use std::io::Write as _;
+    let Ok((names, prefix)) = torch::names_and_prefix(model, None) else {
+        return;
+    };
+    let what = torch::describe(&names, &prefix);
+    if prefix.is_empty() && what.starts_with("a stack") {
+        return;
+    }
+    let kind = match stack {
+        torch::TorchModel::Lstm(_) => "LSTM",
+        torch::TorchModel::Gru(_) => "GRU",
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "lstm: found one {kind} under the prefix {prefix:?}: {what}"
+    );
 }

@@ -215,3 +215,61 @@ fn bad_shapes_and_lengths() {
     a.push("--batch-first");
     fails(&a, &["layout"]);
 }
+
+/// Malformed `torch.save` files: each is a typed error that names what is wrong, and nothing
+/// in a pickle is ever run.
+#[test]
+fn malformed_torch_save_files() {
+    let dir = scratch("pt");
+    let x = path(&bad().join("x.npy"));
+    let out = path(&dir.join("y.npy"));
+    let run = |model: &Path, needles: &[&str]| {
+        let model = path(model);
+        let mut args = run_args(&model, &x, &out);
+        args.extend(["--prefix", "rnn."]);
+        fails(&args, needles);
+    };
+    run(
+        &bad().join("truncated.pt"),
+        &["zip", "end of central directory"],
+    );
+    run(&bad().join("evil.pt"), &["forbidden global posix.system"]);
+    run(
+        &bad().join("evil_legacy.pt"),
+        &["forbidden global posix.system"],
+    );
+    run(
+        &bad().join("short_storage.pt"),
+        &["storage holds 96 bytes", "48 elements"],
+    );
+    let good = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/published/pt_zip_f32/model.pt");
+    let bytes = std::fs::read(&good).unwrap();
+    // A flipped byte in a storage record: its CRC-32 no longer matches.
+    let data = bytes
+        .windows(12)
+        .position(|w| w == b"model/data/0")
+        .unwrap();
+    let mut corrupt = bytes.clone();
+    let at = data + 200;
+    corrupt[at] ^= 0x5a;
+    let f = dir.join("corrupt.pt");
+    std::fs::write(&f, &corrupt).unwrap();
+    run(&f, &["zip archive"]);
+    // A directory that claims more entries than it can hold.
+    let eocd = bytes.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+    let mut lying = bytes.clone();
+    lying[eocd + 10..eocd + 12].copy_from_slice(&0xfff0u16.to_le_bytes());
+    let f = dir.join("lying.pt");
+    std::fs::write(&f, &lying).unwrap();
+    run(&f, &["entries claimed"]);
+    // The legacy magic alone.
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/published/pt_legacy_f32/model.pt");
+    let bytes = std::fs::read(&legacy).unwrap();
+    let f = dir.join("legacy_cut.pt");
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    run(&f, &["storage", "left in the file"]);
+    assert!(!dir.join("y.npy").exists(), "an output was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -248,3 +248,95 @@ fn bad_uses_are_errors() {
     assert!(!Path::new(&out).exists(), "no output after an error");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// Runs `lstm grad` on `model` with the input of `case` and an all-ones output gradient;
+/// returns the gradients written.
+fn grad_of(
+    model: &Path,
+    case: &Path,
+    extra: &[&str],
+) -> BTreeMap<String, (Vec<usize>, Vec<f64>, bool)> {
+    let dir = std::env::temp_dir().join(format!(
+        "lstm-grad-pub-{}-{}",
+        std::process::id(),
+        case.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let y = case.join("expected_y.npy");
+    let dy = dir.join("dy.npy");
+    let ones = match lstm_layers::npy::read(&y).unwrap() {
+        lstm_layers::npy::NpyArray::F32(a) => a.mapv(|_| 1.0f32),
+        _ => panic!("float32 expected"),
+    };
+    lstm_layers::npy::write(&dy, ones.view()).unwrap();
+    let out = dir.join("g.safetensors");
+    let run = Command::new(env!("CARGO_BIN_EXE_lstm"))
+        .args(["grad", "--model"])
+        .arg(model)
+        .arg("--input")
+        .arg(case.join("x.npy"))
+        .arg("--grad-output")
+        .arg(&dy)
+        .arg("--output")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let t = tensors(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+/// A cell's gradients come out under the cell's own names, equal to those of the same
+/// weights as a one-layer nn.LSTM; a `torch.save` file's under its names.
+#[test]
+fn cells_and_torch_save_files_have_their_gradients_named_as_their_tensors() {
+    let case = fixtures_in("published").join("lstm_cell");
+    let cell = grad_of(&case.join("model.safetensors"), &case, &[]);
+    let names: Vec<&str> = cell.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "input",
+            "lstm_cell.bias_hh",
+            "lstm_cell.bias_ih",
+            "lstm_cell.weight_hh",
+            "lstm_cell.weight_ih"
+        ]
+    );
+    // The same tensors renamed as layer 0 of an nn.LSTM.
+    let bytes = std::fs::read(case.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let dir = std::env::temp_dir().join(format!("lstm-grad-l0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("lstm_cell."))
+        .map(|(n, t)| (format!("lstm.{}_l0", &n["lstm_cell.".len()..]), t))
+        .collect();
+    let stack = dir.join("stack.safetensors");
+    safetensors::serialize_to_file(renamed, None, &stack).unwrap();
+    let as_stack = grad_of(&stack, &case, &[]);
+    for (k, v) in &cell {
+        let other = match k.strip_prefix("lstm_cell.") {
+            Some(base) => format!("lstm.{base}_l0"),
+            None => k.clone(),
+        };
+        assert_eq!(Some(v), as_stack.get(&other), "{k}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let case = fixtures_in("published").join("pt_zip_f32");
+    let pt = grad_of(&case.join("model.pt"), &case, &["--prefix", "rnn."]);
+    assert!(
+        pt.contains_key("rnn.weight_hh_l1_reverse"),
+        "{:?}",
+        pt.keys()
+    );
+    assert!(!pt.keys().any(|k| k.starts_with("out.")), "{:?}", pt.keys());
+}

@@ -113,3 +113,12 @@ fn every_exported_graph_matches_onnx_runtime() {
     let count = run_cases("graphs");
     assert!(count >= 24, "only {count} cases ran");
 }
+
+/// Models as they are published (`tests/fixtures/make_published_fixtures.py`): nn.LSTMCell and
+/// nn.GRUCell state dicts stepped over a sequence by PyTorch, and `torch.save` files in the
+/// zip and the legacy layout, in float32, float64, float16 and bfloat16.
+#[test]
+fn every_published_layout_matches_pytorch() {
+    let count = run_cases("published");
+    assert!(count >= 11, "only {count} cases ran");
+}

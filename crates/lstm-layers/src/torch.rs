@@ -26,8 +26,11 @@ use lstm_gru::GruCell;
 use crate::{LstmStack, Stack};
 
 mod gradients;
+mod pickle;
+mod pt;
 
 pub use gradients::{NamedTensors, TorchGradients, named_gradients, read_tensors, save};
+pub use pt::{PtTensor, is_pt, read_pt};
 
 /// The tensor names of a safetensors file and the prefix of its recurrent model: `prefix` if
 /// given, else the one prefix of a `weight_ih_l0` in the file.
@@ -40,9 +43,13 @@ pub fn names_and_prefix(
     prefix: Option<&str>,
 ) -> Result<(Vec<String>, String)> {
     let (bytes, name) = read(path.as_ref())?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
-    let names: Vec<String> = st.names().into_iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = if is_pt(&bytes) {
+        read_pt::<f32>(&bytes, &name)?.into_keys().collect()
+    } else {
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+        st.names().into_iter().map(|n| n.to_string()).collect()
+    };
     let prefix = match prefix {
         Some(p) => p.to_string(),
         None => find_prefix(&names, &name)?,
@@ -82,7 +89,8 @@ pub enum TorchModel<F> {
 /// A stack of GRU layers.
 pub type GruStack<F> = Stack<GruCell<F>, F>;
 
-/// Reads a safetensors file holding an `nn.LSTM` or an `nn.GRU`.
+/// Reads a safetensors file, or a `torch.save` file (`.pt`, `.pth`; told by its bytes,
+/// see [`read_pt`]), holding an `nn.LSTM` or an `nn.GRU`.
 ///
 /// # Errors
 /// [`LstmError::Io`] when the file cannot be read; otherwise as [`model_from_safetensors`].
@@ -91,7 +99,43 @@ pub fn load_model<F: Scalar>(
     prefix: Option<&str>,
 ) -> Result<TorchModel<F>> {
     let (bytes, name) = read(path.as_ref())?;
+    if is_pt(&bytes) {
+        return model_from_pt(&bytes, &name, prefix);
+    }
     model_from_safetensors(&bytes, &name, prefix)
+}
+
+/// Builds an `nn.LSTM` or `nn.GRU` (or a cell) from the bytes of a `torch.save` file of a
+/// state dict ([`read_pt`]); `name` appears in error messages.
+///
+/// # Errors
+/// As [`read_pt`] and [`stack_from_safetensors`]; [`LstmError::Unsupported`] for a tensor
+/// the model needs that is not floating point.
+pub fn model_from_pt<F: Scalar>(
+    bytes: &[u8],
+    name: &str,
+    prefix: Option<&str>,
+) -> Result<TorchModel<F>> {
+    let tensors = read_pt::<F>(bytes, name)?;
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    let prefix = match prefix {
+        Some(p) => p.to_string(),
+        None => find_prefix(&names, name)?,
+    };
+    model_from_lookup(
+        &names,
+        name,
+        &prefix,
+        &GateConfig::default(),
+        |full: &str| match tensors.get(full) {
+            Some(PtTensor::Float(a)) => Ok(Some(a.clone())),
+            Some(PtTensor::Other(dtype)) => Err(LstmError::unsupported(format!(
+                "{name}: tensor {full} has element type {dtype} (supported: float32, float64, \
+                 float16, bfloat16)"
+            ))),
+            None => Ok(None),
+        },
+    )
 }
 
 /// The tensors of one layer and direction of a state dict.
@@ -288,7 +332,20 @@ fn model_from_lookup<F: Scalar>(
     gates: &GateConfig<F>,
     lookup: impl Fn(&str) -> Result<Option<ArrayD<F>>>,
 ) -> Result<TorchModel<F>> {
-    let get = |key: &str| -> Result<Option<ArrayD<F>>> { lookup(&format!("{prefix}{key}")) };
+    // An nn.LSTMCell or nn.GRUCell (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`, no layer
+    // suffix) is one layer of one direction stepped over the sequence: the same arithmetic
+    // as a one-layer nn.LSTM, whose names it takes here.
+    let cell_form = lookup(&format!("{prefix}weight_ih_l0"))?.is_none()
+        && lookup(&format!("{prefix}weight_ih"))?.is_some();
+    let get = |key: &str| -> Result<Option<ArrayD<F>>> {
+        if cell_form {
+            return match key.strip_suffix("_l0") {
+                Some(base) => lookup(&format!("{prefix}{base}")),
+                None => Ok(None),
+            };
+        }
+        lookup(&format!("{prefix}{key}"))
+    };
     let need = |key: &str| -> Result<ArrayD<F>> {
         get(key)?.ok_or_else(|| LstmError::format(name, format!("missing tensor {prefix}{key}")))
     };
@@ -477,22 +534,43 @@ pub fn stack_from_safetensors<F: Scalar>(
     }
 }
 
+/// The prefix of the one recurrent model among `names`: of an `nn.LSTM` or `nn.GRU`
+/// (`...weight_ih_l0`) or of an `nn.LSTMCell` or `nn.GRUCell` (`...weight_ih` beside
+/// `...weight_hh`).
 fn find_prefix(names: &[String], file: &str) -> Result<String> {
+    let has = |n: String| names.contains(&n);
     let mut prefixes: Vec<&str> = names
         .iter()
-        .filter_map(|n| n.strip_suffix("weight_ih_l0"))
+        .filter_map(|n| {
+            n.strip_suffix("weight_ih_l0").or_else(|| {
+                n.strip_suffix("weight_ih")
+                    .filter(|p| has(format!("{p}weight_hh")))
+            })
+        })
         .collect();
     prefixes.sort_unstable();
+    prefixes.dedup();
     match prefixes.as_slice() {
         [one] => Ok((*one).to_string()),
         [] => Err(LstmError::format(
             file,
-            "no LSTM weights (no tensor named ...weight_ih_l0)",
+            "no LSTM or GRU weights (no tensor named ...weight_ih_l0, nor a cell's \
+             ...weight_ih and ...weight_hh)",
         )),
         many => Err(LstmError::format(
             file,
-            format!("several LSTMs found (prefixes {many:?}); choose one with --prefix"),
+            format!("several recurrent models found (prefixes {many:?}); choose one with --prefix"),
         )),
+    }
+}
+
+/// What the recurrent model under `prefix` among `names` is, for messages: `nn.LSTM` (or
+/// `nn.GRU`, told by the caller) with its layers, or a cell.
+pub fn describe(names: &[String], prefix: &str) -> &'static str {
+    if names.iter().any(|n| *n == format!("{prefix}weight_ih_l0")) {
+        "a stack (weight_ih_l0, ...)"
+    } else {
+        "a cell (weight_ih, weight_hh), run as one layer stepped over the sequence"
     }
 }
 

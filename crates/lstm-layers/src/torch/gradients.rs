@@ -171,8 +171,14 @@ pub fn named_gradients<F: Scalar>(
     let mut out = Vec::new();
     let mut push = |key: String, a: ArrayD<F>| {
         let full = format!("{prefix}{key}");
+        // A cell's tensors have no layer suffix (`weight_ih` for `weight_ih_l0`).
+        let cell = key
+            .strip_suffix("_l0")
+            .map(|base| format!("{prefix}{base}"));
         if names.contains(&full) {
             out.push((full, a));
+        } else if let Some(c) = cell.filter(|c| names.contains(c)) {
+            out.push((c, a));
         }
     };
     let sfx = |d: usize| if d == 0 { "" } else { "_reverse" };
