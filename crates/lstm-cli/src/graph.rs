@@ -202,8 +202,14 @@ pub fn run_graph<F: Scalar + NpyElement>(
         return Err(no_batch_first());
     }
     if let Err(LstmError::Unsupported(m)) = graph.check_supported() {
+        let nodes: Vec<String> = graph
+            .all_recurrent_nodes()
+            .into_iter()
+            .map(|(n, op)| format!("{op} {n:?}"))
+            .collect();
         return Err(LstmError::unsupported(format!(
-            "{m}; `--node NAME` runs one LSTM or GRU node alone"
+            "{m}; `--node NAME` runs one LSTM or GRU node alone (the file has {})",
+            nodes.join(", ")
         ))
         .into());
     }

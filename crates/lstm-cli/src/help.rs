@@ -438,6 +438,23 @@ pub const COMMANDS: &[Command] = &[
         example: "lstm bench --workload batch-mid --variant concat --threads 2",
     },
     Command {
+        name: "inspect",
+        summary: "what a model file holds and what of it can run",
+        usage: "MODEL",
+        about: "Print what MODEL holds: for ONNX, the graph's inputs and outputs and every LSTM \
+                and GRU node, inside If, Loop and Scan subgraphs too, by path, with its \
+                direction, sizes and layout, whether it can run alone (and why not), and \
+                whether the graph runs whole; for a state dict (.safetensors, .pt, .pth), \
+                every tensor with its shape and element type, and every LSTM, GRU or cell \
+                found, with its prefix, layers, directions and sizes.",
+        more: None,
+        options: &[(
+            "--model MODEL",
+            "The model, instead of the positional MODEL.",
+        )],
+        example: "lstm inspect model.onnx",
+    },
+    Command {
         name: "demo",
         summary: "the seeds' worked examples and a trace of every variant",
         usage: "",

@@ -8,6 +8,7 @@
 //! lstm predict --model MODEL.safetensors --input X.npy --output P.npy
 //! lstm compare --task adding|copy [--variants ...] [--seeds K] [--epochs E]
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
+//! lstm inspect MODEL             what a model file holds and what of it can run
 //! lstm help [COMMAND]             every command, or one with its options and an example
 //! ```
 //!
@@ -41,6 +42,7 @@ mod demo;
 mod grad;
 mod graph;
 mod help;
+mod inspect;
 mod plot;
 mod predict;
 mod run;
@@ -112,6 +114,7 @@ fn run() -> CliResult {
         "train" => train::run(&train::parse(parser())?),
         "predict" => train::predict(&train::parse_predict(parser())?),
         "compare" => compare::run(&compare::parse(parser())?),
+        "inspect" => inspect::run(&inspect::parse(parser())?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(

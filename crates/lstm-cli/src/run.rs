@@ -185,6 +185,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
             "--node, --graph-input and --graph-output apply to .onnx models only".into(),
         ));
     }
+    let mut auto = None;
     if ext == "onnx" && args.node.is_none() {
         // The graph reads its own inputs: each file must hold the type the graph declares.
         if args.prefix.is_some() {
@@ -194,7 +195,10 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
         }
         let mut graph = onnx::load::<F>(model)?;
         graph.set_threads(args.threads);
-        return crate::graph::run_graph(args, &graph, x);
+        auto = single_node(args, &graph);
+        if auto.is_none() {
+            return crate::graph::run_graph(args, &graph, x);
+        }
     }
     let x = x.ok_or_else(|| CliError::Usage("`lstm run` needs --input X.npy".into()))?;
     let h0 = args
@@ -273,7 +277,7 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
             }
             let mut graph = onnx::load::<F>(model)?;
             graph.set_threads(args.threads);
-            match args.node.as_deref() {
+            match args.node.as_deref().or(auto.as_deref()) {
                 Some(name) => crate::graph::run_node(args, &graph, name, x, [h0, c0], lens)?,
                 None => crate::graph::run_graph(args, &graph, Some(x))?,
             }
@@ -307,4 +311,38 @@ fn found_note<F: lstm_core::Scalar>(model: &Path, stack: &torch::TorchModel<F>) 
         std::io::stderr(),
         "lstm: found one {kind} under the prefix {prefix:?}: {what}"
     );
+}
+
+/// The one LSTM or GRU node of a graph this library cannot run whole because of its control
+/// flow (If, Loop, Scan), when that node sits inside a subgraph: it runs alone without
+/// `--node`, and standard error says so. `None` when the graph runs whole, has another
+/// operator it cannot run, holds several recurrent nodes or one at the top, or graph inputs
+/// or outputs were named.
+fn single_node<F: Scalar>(args: &RunArgs, graph: &onnx::OnnxGraph<F>) -> Option<String> {
+    use std::io::Write as _;
+    let e = graph.check_supported().err()?;
+    if !args.graph_inputs.is_empty() || !args.graph_outputs.is_empty() {
+        return None;
+    }
+    // Only where the graph cannot run whole for its control flow, and the one recurrent node
+    // sits inside it: a graph with any other operator it cannot run is refused, so that
+    // nothing runs a part of a graph for the whole of it unasked.
+    let control_flow = graph
+        .unsupported()
+        .iter()
+        .all(|(_, op)| matches!(*op, "If" | "Loop" | "Scan"));
+    if !control_flow || !graph.recurrent_nodes().is_empty() {
+        return None;
+    }
+    match graph.all_recurrent_nodes().as_slice() {
+        [(path, op)] => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "lstm: {e}; running its one {op} node {path:?} alone, on its own inputs and \
+                 outputs (as --node {path:?})"
+            );
+            Some(path.clone())
+        }
+        _ => None,
+    }
 }

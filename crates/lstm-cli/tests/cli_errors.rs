@@ -273,3 +273,46 @@ fn malformed_torch_save_files() {
     assert!(!dir.join("y.npy").exists(), "an output was written");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// External data that escapes the model's folder or claims more bytes than its file has, and
+/// a node that is not there: typed errors that name the cause.
+#[test]
+fn external_data_and_nested_nodes() {
+    let dir = scratch("external");
+    let nested = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/nested");
+    let x = path(&nested.join("external_data/X.npy"));
+    let out = path(&dir.join("y.npy"));
+    for (model, needle) in [
+        (
+            "external_escape.onnx",
+            "\"../outside.bin\" is not a relative path inside",
+        ),
+        (
+            "external_absolute.onnx",
+            "\"/etc/passwd\" is not a relative path inside",
+        ),
+        (
+            "external_too_long.onnx",
+            "reach past the end of \"weights.bin\" (576 bytes)",
+        ),
+    ] {
+        fails(&run_args(&path(&bad().join(model)), &x, &out), &[needle]);
+    }
+    let model = path(&nested.join("lstm_in_if/model.onnx"));
+    let mut args = run_args(&model, &x, &out);
+    args.extend(["--node", "switch/else_branch/inner_lstm"]);
+    fails(
+        &args,
+        &["no LSTM or GRU node", "switch/then_branch/inner_lstm"],
+    );
+    // Weights the subgraph reads from a graph input: the node cannot run alone, and says why.
+    let model = path(&bad().join("nested_computed_weights.onnx"));
+    let mut args = run_args(&model, &x, &out);
+    args.extend(["--node", "runtime_w"]);
+    fails(
+        &args,
+        &["\"switch/then_branch/runtime_w\" cannot run alone", "cw_W"],
+    );
+    assert!(!dir.join("y.npy").exists(), "an output was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

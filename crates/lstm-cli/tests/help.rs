@@ -7,8 +7,8 @@ use std::process::Command;
 mod common;
 use common::fails_with;
 
-const COMMANDS: [&str; 8] = [
-    "run", "grad", "train", "predict", "compare", "bench", "demo", "help",
+const COMMANDS: [&str; 9] = [
+    "run", "grad", "train", "predict", "compare", "bench", "inspect", "demo", "help",
 ];
 
 fn stdout_of(args: &[&str]) -> String {

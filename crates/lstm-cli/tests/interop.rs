@@ -49,6 +49,11 @@ fn rel_error(got: &Path, want: &Path) -> (f64, bool) {
 /// Runs every case of `set/cases.txt` and compares each `expected_NAME.npy` of its directory with
 /// the `NAME.npy` it wrote; returns the number of cases.
 fn run_cases(set: &str) -> usize {
+    run_cases_with(set, 2)
+}
+
+/// [`run_cases`] with at least `min_parts` expected outputs per case.
+fn run_cases_with(set: &str, min_parts: usize) -> usize {
     let root = fixtures(set);
     let scratch = std::env::temp_dir().join(format!("lstm-{set}-{}", std::process::id()));
     let mut failures = Vec::new();
@@ -84,7 +89,7 @@ fn run_cases(set: &str) -> usize {
                 failures.push(format!("{name}/{part}: relative error {err:e} > {tol:e}"));
             }
         }
-        assert!(parts >= 2, "{name}: only {parts} expected outputs");
+        assert!(parts >= min_parts, "{name}: only {parts} expected outputs");
         count += 1;
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -121,4 +126,14 @@ fn every_exported_graph_matches_onnx_runtime() {
 fn every_published_layout_matches_pytorch() {
     let count = run_cases("published");
     assert!(count >= 11, "only {count} cases ran");
+}
+
+/// ONNX models beyond one flat graph (`tests/fixtures/make_nested_fixtures.py`): an LSTM inside
+/// an If branch and a Loop body (by path, and with no --node when the file holds one), two
+/// LSTM nodes each alone and the graph whole, and weights in an external data file; each
+/// against ONNX Runtime.
+#[test]
+fn every_nested_graph_matches_onnx_runtime() {
+    let count = run_cases_with("nested", 1);
+    assert!(count >= 7, "only {count} cases ran");
 }

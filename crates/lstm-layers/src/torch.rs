@@ -128,7 +128,7 @@ pub fn model_from_pt<F: Scalar>(
         &prefix,
         &GateConfig::default(),
         |full: &str| match tensors.get(full) {
-            Some(PtTensor::Float(a)) => Ok(Some(a.clone())),
+            Some(PtTensor::Float { values, .. }) => Ok(Some(values.clone())),
             Some(PtTensor::Other(dtype)) => Err(LstmError::unsupported(format!(
                 "{name}: tensor {full} has element type {dtype} (supported: float32, float64, \
                  float16, bfloat16)"
@@ -538,20 +538,9 @@ pub fn stack_from_safetensors<F: Scalar>(
 /// (`...weight_ih_l0`) or of an `nn.LSTMCell` or `nn.GRUCell` (`...weight_ih` beside
 /// `...weight_hh`).
 fn find_prefix(names: &[String], file: &str) -> Result<String> {
-    let has = |n: String| names.contains(&n);
-    let mut prefixes: Vec<&str> = names
-        .iter()
-        .filter_map(|n| {
-            n.strip_suffix("weight_ih_l0").or_else(|| {
-                n.strip_suffix("weight_ih")
-                    .filter(|p| has(format!("{p}weight_hh")))
-            })
-        })
-        .collect();
-    prefixes.sort_unstable();
-    prefixes.dedup();
+    let prefixes = recurrent_prefixes(names);
     match prefixes.as_slice() {
-        [one] => Ok((*one).to_string()),
+        [one] => Ok(one.clone()),
         [] => Err(LstmError::format(
             file,
             "no LSTM or GRU weights (no tensor named ...weight_ih_l0, nor a cell's \
@@ -562,6 +551,72 @@ fn find_prefix(names: &[String], file: &str) -> Result<String> {
             format!("several recurrent models found (prefixes {many:?}); choose one with --prefix"),
         )),
     }
+}
+
+/// What [`tensor_list`] lists: `(name, shape, element type)` of each tensor.
+pub type TensorList = Vec<(String, Vec<usize>, String)>;
+
+/// Every tensor of a safetensors or `torch.save` file: `(name, shape, element type)`, and the
+/// file's format (`safetensors`, `torch.save zip`, `torch.save legacy`).
+///
+/// # Errors
+/// [`LstmError::Io`] when the file cannot be read; as [`read_pt`] or the safetensors reader
+/// for a malformed file.
+pub fn tensor_list(path: impl AsRef<std::path::Path>) -> Result<(&'static str, TensorList)> {
+    let (bytes, name) = read(path.as_ref())?;
+    if is_pt(&bytes) {
+        let format = if bytes.starts_with(b"PK") {
+            "torch.save zip"
+        } else {
+            "torch.save legacy"
+        };
+        let list = read_pt::<f32>(&bytes, &name)?
+            .into_iter()
+            .map(|(k, t)| match t {
+                PtTensor::Float { values, dtype } => (k, values.shape().to_vec(), dtype.into()),
+                PtTensor::Other(dtype) => (k, Vec::new(), dtype.into()),
+            })
+            .collect();
+        return Ok((format, list));
+    }
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| LstmError::format(format!("{name} (safetensors)"), e))?;
+    let mut list: Vec<(String, Vec<usize>, String)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, t)| {
+            let dtype = match t.dtype() {
+                Dtype::F32 => "float32".to_string(),
+                Dtype::F64 => "float64".into(),
+                Dtype::F16 => "float16".into(),
+                Dtype::BF16 => "bfloat16".into(),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            (k, t.shape().to_vec(), dtype)
+        })
+        .collect();
+    list.sort();
+    Ok(("safetensors", list))
+}
+
+/// The prefixes of every recurrent model among the tensor names `names`, sorted: of each
+/// `nn.LSTM` or `nn.GRU` (`...weight_ih_l0`) and each `nn.LSTMCell` or `nn.GRUCell`
+/// (`...weight_ih` beside `...weight_hh`).
+pub fn recurrent_prefixes(names: &[String]) -> Vec<String> {
+    let has = |n: String| names.contains(&n);
+    let mut prefixes: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix("weight_ih_l0").or_else(|| {
+                n.strip_suffix("weight_ih")
+                    .filter(|p| has(format!("{p}weight_hh")))
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    prefixes
 }
 
 /// What the recurrent model under `prefix` among `names` is, for messages: `nn.LSTM` (or

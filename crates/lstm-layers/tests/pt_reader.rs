@@ -23,11 +23,15 @@ fn read_bounded(bytes: &[u8]) {
         let values: usize = t
             .values()
             .map(|v| match v {
-                PtTensor::Float(a) => a.len(),
+                PtTensor::Float { values, .. } => values.len(),
                 PtTensor::Other(_) => 0,
             })
             .sum();
-        assert!(values * 2 <= bytes.len(), "{values} values from {} bytes", bytes.len());
+        assert!(
+            values * 2 <= bytes.len(),
+            "{values} values from {} bytes",
+            bytes.len()
+        );
     }
 }
 

@@ -36,7 +36,7 @@ pub fn fails_with(codes: &[i32], args: &[&str], needles: &[&str]) -> String {
 
 /// The cases of a fixture set's `cases.txt` (`name|arguments`): each case's name, its
 /// directory under `root`, its scratch directory under `scratch` (created) and its arguments,
-/// with `@FILE` turned into a path in the scratch directory.
+/// with `@FILE` (and `NAME=@FILE`) turned into a path in the scratch directory.
 pub fn cases(
     root: &std::path::Path,
     scratch: &std::path::Path,
@@ -50,9 +50,11 @@ pub fn cases(
             std::fs::create_dir_all(&out).unwrap();
             let args = args
                 .split_whitespace()
-                .map(|a| match a.strip_prefix('@') {
-                    Some(file) => out.join(file).display().to_string(),
-                    None => a.to_string(),
+                .map(|a| match (a.strip_prefix('@'), a.split_once("=@")) {
+                    (Some(file), _) => out.join(file).display().to_string(),
+                    // `NAME=@FILE` (a graph output) writes to the scratch directory too.
+                    (None, Some((name, file))) => format!("{name}={}", out.join(file).display()),
+                    (None, None) => a.to_string(),
                 })
                 .collect();
             (name.to_string(), dir, out, args)

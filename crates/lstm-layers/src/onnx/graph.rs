@@ -81,6 +81,162 @@ pub struct OnnxGraph<F> {
     steps: Vec<Step<F>>,
     /// Constants the steps or the outputs read, at precision `F`.
     constants: HashMap<String, Value<F>>,
+    /// The recurrent nodes inside subgraphs (If branches, Loop and Scan bodies).
+    nested: Vec<Nested<F>>,
+}
+
+impl<F: Scalar> RecurrentNode<F> {
+    /// One line of what the node is: operator, direction, sizes, layout, bias and peepholes.
+    pub fn summary(&self) -> String {
+        let dir = |d: super::OnnxDirection| match d {
+            super::OnnxDirection::Forward => "forward",
+            super::OnnxDirection::Reverse => "reverse",
+            super::OnnxDirection::Bidirectional => "bidirectional",
+        };
+        match self {
+            RecurrentNode::Lstm(l) => {
+                let (i, h, bias, peep) = l.sizes();
+                format!(
+                    "LSTM {}, input {i}, hidden {h}, layout {}{}{}",
+                    dir(l.direction()),
+                    l.layout(),
+                    if bias { ", bias" } else { ", no bias" },
+                    if peep { ", peepholes" } else { "" }
+                )
+            }
+            RecurrentNode::Gru(g) => {
+                let (i, h, bias) = g.sizes();
+                format!(
+                    "GRU {}, input {i}, hidden {h}, layout {}{}",
+                    dir(g.direction()),
+                    g.layout(),
+                    if bias { ", bias" } else { ", no bias" }
+                )
+            }
+        }
+    }
+}
+
+/// Where [`OnnxGraph::find`] found a recurrent node.
+enum Found<'a, F> {
+    Top(usize),
+    Nested(&'a Nested<F>),
+}
+
+/// A recurrent node inside a subgraph, which runs alone ([`OnnxGraph::node`]) by its path.
+#[derive(Clone, Debug)]
+struct Nested<F> {
+    /// `NODE/ATTRIBUTE/.../NODE`: the enclosing nodes and the attributes holding each
+    /// subgraph, down to the recurrent node (each node by its name, or its first output).
+    path: String,
+    op_type: String,
+    /// The node, or why it cannot run alone (weights its subgraph computes at run time).
+    node: std::result::Result<RecurrentNode<F>, String>,
+    /// The optional state inputs (slot, value) the subgraph computes at run time.
+    computed: Vec<(usize, String)>,
+}
+
+/// A node's name for paths and messages: its name, or its first output when it has none.
+fn label(node: &NodeProto) -> &str {
+    if node.name.is_empty() {
+        node.output.first().map_or("", String::as_str)
+    } else {
+        &node.name
+    }
+}
+
+/// Computes `node` now if every input is a constant, adding its outputs to `consts`;
+/// `false` when some input is not known before a run.
+fn fold(op: &Op, node: &NodeProto, consts: &mut HashMap<String, Tensor>) -> Result<bool> {
+    let args: Option<Vec<Option<&Tensor>>> = node
+        .input
+        .iter()
+        .map(|n| {
+            if n.is_empty() {
+                Some(None)
+            } else {
+                consts.get(n).map(Some)
+            }
+        })
+        .collect();
+    let Some(args) = args else {
+        return Ok(false);
+    };
+    let values = op
+        .run(&args, node.output.len())
+        .map_err(|m| LstmError::invalid(format!("{} node {:?}", node.op_type, node.name), m))?;
+    for (name, v) in node.output.iter().zip(values) {
+        consts.insert(name.clone(), v);
+    }
+    Ok(true)
+}
+
+/// Finds the recurrent nodes inside the subgraphs of `node` (an `If`'s branches, a `Loop`'s
+/// or `Scan`'s body, at any depth), with the constants of the enclosing scopes; `path` is
+/// the enclosing path.
+fn scan_subgraphs<F: Scalar>(
+    node: &NodeProto,
+    path: &str,
+    outer: &HashMap<String, Tensor>,
+    out: &mut Vec<Nested<F>>,
+) -> Result<()> {
+    for a in &node.attribute {
+        let subs: Vec<&proto::GraphProto> = a.g.as_deref().into_iter().chain(&a.graphs).collect();
+        for (k, g) in subs.iter().enumerate() {
+            let attr = if a.graphs.is_empty() {
+                a.name.clone()
+            } else {
+                format!("{}[{k}]", a.name)
+            };
+            let here = format!("{path}{}/{attr}/", label(node));
+            let mut scope = outer.clone();
+            for t in &g.initializer {
+                scope.insert(t.name.clone(), decode_tensor(t)?);
+            }
+            for inner in &g.node {
+                if !is_default_domain(&inner.domain) {
+                    continue;
+                }
+                match inner.op_type.as_str() {
+                    "Constant" => {
+                        if let Some(o) = inner.output.first() {
+                            scope.insert(o.clone(), constant_value(inner)?);
+                        }
+                    }
+                    "LSTM" | "GRU" => {
+                        let built = if inner.op_type == "LSTM" {
+                            OnnxLstm::from_node(inner, &scope)
+                                .map(|l| RecurrentNode::Lstm(Box::new(l)))
+                        } else {
+                            OnnxGru::from_node(inner, &scope).map(RecurrentNode::Gru)
+                        };
+                        let computed = inner
+                            .input
+                            .iter()
+                            .enumerate()
+                            .skip(4)
+                            .filter(|(k, n)| *k <= 6 && !n.is_empty() && !scope.contains_key(*n))
+                            .map(|(k, n)| (k, n.clone()))
+                            .collect();
+                        out.push(Nested {
+                            path: format!("{here}{}", label(inner)),
+                            op_type: inner.op_type.clone(),
+                            node: built.map_err(|e| e.to_string()),
+                            computed,
+                        });
+                    }
+                    _ => match Op::parse(inner) {
+                        Ok(Some(op)) => {
+                            // A node that cannot be folded leaves its outputs unknown.
+                            let _ = fold(&op, inner, &mut scope);
+                        }
+                        _ => scan_subgraphs(inner, &here, &scope, out)?,
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The tensor of a `Constant` node, from whichever of its attributes it has.
@@ -136,6 +292,15 @@ impl<F: Scalar> OnnxGraph<F> {
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
         let model = proto::ModelProto::decode(bytes)
             .map_err(|e| LstmError::format(format!("{source} (ONNX protobuf)"), e))?;
+        Self::from_model(model, source)
+    }
+
+    /// Builds the graph of a decoded model (external data already resolved, see
+    /// [`super::external`]); `source` names it in messages.
+    ///
+    /// # Errors
+    /// As [`OnnxGraph::from_bytes`].
+    pub fn from_model(model: proto::ModelProto, source: &str) -> Result<Self> {
         let graph = model
             .graph
             .ok_or_else(|| LstmError::format(source, "the model has no graph"))?;
@@ -162,6 +327,7 @@ impl<F: Scalar> OnnxGraph<F> {
             .collect();
         let outputs: Vec<GraphValue> = graph.output.iter().map(GraphValue::from_proto).collect();
         let mut steps = Vec::new();
+        let mut nested = Vec::new();
         for node in &graph.node {
             let step = |kind| Step {
                 name: node.name.clone(),
@@ -189,38 +355,20 @@ impl<F: Scalar> OnnxGraph<F> {
                     LstmError::unsupported(format!("{} node {:?}: {m}", node.op_type, node.name))
                 })? {
                     Some(op) => {
-                        let args: Option<Vec<Option<&Tensor>>> = node
-                            .input
-                            .iter()
-                            .map(|n| {
-                                if n.is_empty() {
-                                    Some(None)
-                                } else {
-                                    consts.get(n).map(Some)
-                                }
-                            })
-                            .collect();
-                        if let Some(args) = args {
-                            // Every input is a constant: compute the node now.
-                            let values = op.run(&args, node.output.len()).map_err(|m| {
-                                LstmError::invalid(
-                                    format!("{} node {:?}", node.op_type, node.name),
-                                    m,
-                                )
-                            })?;
-                            for (name, v) in node.output.iter().zip(values) {
-                                consts.insert(name.clone(), v);
-                            }
+                        if fold(&op, node, &mut consts)? {
                             continue;
                         }
                         Kind::Tensor(op)
                     }
-                    None => Kind::Unsupported,
+                    None => {
+                        scan_subgraphs(node, "", &consts, &mut nested)?;
+                        Kind::Unsupported
+                    }
                 },
             };
             steps.push(step(kind));
         }
-        if !steps.iter().any(|s| matches!(s.kind, Kind::Recurrent(_))) {
+        if nested.is_empty() && !steps.iter().any(|s| matches!(s.kind, Kind::Recurrent(_))) {
             let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
             return Err(LstmError::format(
                 source,
@@ -244,6 +392,7 @@ impl<F: Scalar> OnnxGraph<F> {
             outputs,
             steps,
             constants,
+            nested,
         })
     }
 
@@ -302,46 +451,104 @@ impl<F: Scalar> OnnxGraph<F> {
             .collect()
     }
 
-    fn find_node(&self, name: &str) -> Result<usize> {
-        self.steps
+    /// Every recurrent node, at the top and inside subgraphs, for messages: the top ones by
+    /// name (or output), the nested ones by path.
+    fn known_nodes(&self) -> String {
+        let mut known: Vec<String> = self
+            .recurrent_nodes()
             .iter()
-            .position(|s| {
-                matches!(s.kind, Kind::Recurrent(_))
-                    && (s.name == name
-                        || (s.name.is_empty() && s.outputs.iter().any(|o| o == name)))
+            .map(|(n, op, out)| {
+                if n.is_empty() {
+                    format!("{op} with output {out:?}")
+                } else {
+                    format!("{op} {n:?}")
+                }
             })
-            .ok_or_else(|| {
-                let known: Vec<String> = self
-                    .recurrent_nodes()
-                    .iter()
-                    .map(|(n, op, out)| {
-                        if n.is_empty() {
-                            format!("{op} with output {out:?}")
-                        } else {
-                            format!("{op} {n:?}")
-                        }
-                    })
-                    .collect();
-                LstmError::invalid(
-                    "node",
-                    format!(
-                        "{} has no LSTM or GRU node named {name:?} (it has {})",
-                        self.source,
-                        known.join(", ")
-                    ),
-                )
-            })
+            .collect();
+        known.extend(
+            self.nested
+                .iter()
+                .map(|n| format!("{} {:?}", n.op_type, n.path)),
+        );
+        known.join(", ")
     }
 
-    /// The recurrent node named `name` (or, for an unnamed node, with an output of that name),
-    /// to run alone on its own input and output convention.
+    fn find(&self, name: &str) -> Result<Found<'_, F>> {
+        if let Some(n) = self.nested.iter().find(|n| n.path == name) {
+            return Ok(Found::Nested(n));
+        }
+        if let Some(k) = self.steps.iter().position(|s| {
+            matches!(s.kind, Kind::Recurrent(_))
+                && (s.name == name || (s.name.is_empty() && s.outputs.iter().any(|o| o == name)))
+        }) {
+            return Ok(Found::Top(k));
+        }
+        let by_name: Vec<&Nested<F>> = self
+            .nested
+            .iter()
+            .filter(|n| n.path.rsplit('/').next() == Some(name))
+            .collect();
+        match by_name.as_slice() {
+            [one] => Ok(Found::Nested(one)),
+            [] => Err(LstmError::invalid(
+                "node",
+                format!(
+                    "{} has no LSTM or GRU node named {name:?} (it has {})",
+                    self.source,
+                    self.known_nodes()
+                ),
+            )),
+            many => Err(LstmError::invalid(
+                "node",
+                format!(
+                    "{} has {} LSTM or GRU nodes named {name:?}; give one by its path: {}",
+                    self.source,
+                    many.len(),
+                    many.iter()
+                        .map(|n| n.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Every recurrent node of the file that [`Self::node`] can pick: `(name or path,
+    /// operator)`, the top graph's first, then those inside subgraphs by path.
+    pub fn all_recurrent_nodes(&self) -> Vec<(String, &str)> {
+        let mut all: Vec<(String, &str)> = self
+            .recurrent_nodes()
+            .into_iter()
+            .map(|(n, op, out)| (if n.is_empty() { out } else { n }.to_string(), op))
+            .collect();
+        all.extend(
+            self.nested
+                .iter()
+                .map(|n| (n.path.clone(), n.op_type.as_str())),
+        );
+        all
+    }
+
+    /// The recurrent node named `name` (or, for an unnamed node, with an output of that name;
+    /// inside a subgraph, by its path `NODE/ATTRIBUTE/NODE`, or by its name when no other
+    /// node has it), to run alone on its own input and output convention.
     ///
     /// # Errors
-    /// [`LstmError::Invalid`] listing the recurrent nodes when none has that name.
+    /// [`LstmError::Invalid`] listing the recurrent nodes when none has that name, or the
+    /// paths when several do; [`LstmError::Unsupported`] for a nested node whose weights its
+    /// subgraph computes at run time.
     pub fn node(&self, name: &str) -> Result<&RecurrentNode<F>> {
-        match &self.steps[self.find_node(name)?].kind {
-            Kind::Recurrent(r) => Ok(r),
-            _ => unreachable!("find_node returns recurrent steps"),
+        match self.find(name)? {
+            Found::Top(k) => match &self.steps[k].kind {
+                Kind::Recurrent(r) => Ok(r),
+                _ => unreachable!("find returns recurrent steps"),
+            },
+            Found::Nested(n) => n.node.as_ref().map_err(|m| {
+                LstmError::unsupported(format!(
+                    "{} node {:?} cannot run alone: {m}",
+                    n.op_type, n.path
+                ))
+            }),
         }
     }
 
@@ -352,15 +559,17 @@ impl<F: Scalar> OnnxGraph<F> {
     /// # Errors
     /// As [`OnnxGraph::node`].
     pub fn computed_state_inputs(&self, name: &str) -> Result<Vec<(usize, &str)>> {
-        let step = &self.steps[self.find_node(name)?];
-        Ok(step
-            .inputs
-            .iter()
-            .enumerate()
-            .skip(4)
-            .filter(|(k, n)| *k <= 6 && !n.is_empty() && !self.constants.contains_key(*n))
-            .map(|(k, n)| (k, n.as_str()))
-            .collect())
+        Ok(match self.find(name)? {
+            Found::Top(k) => self.steps[k]
+                .inputs
+                .iter()
+                .enumerate()
+                .skip(4)
+                .filter(|(k, n)| *k <= 6 && !n.is_empty() && !self.constants.contains_key(*n))
+                .map(|(k, n)| (k, n.as_str()))
+                .collect(),
+            Found::Nested(n) => n.computed.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+        })
     }
 
     /// Sets the threads every recurrent node uses (see [`crate::StackOptions::threads`]).

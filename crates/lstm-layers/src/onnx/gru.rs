@@ -97,6 +97,15 @@ impl<F: Scalar> OnnxGru<F> {
         self.direction
     }
 
+    /// `(input size, hidden size, has a bias)`.
+    pub fn sizes(&self) -> (usize, usize, bool) {
+        (
+            self.stack.input_size(),
+            self.stack.hidden_size(),
+            self.has_bias,
+        )
+    }
+
     /// Runs the node. Shapes follow the node's layout: `X [T, B, I]` or `[B, T, I]`,
     /// `initial_h` `[D, B, H]` or `[B, D, H]`, `sequence_lens [B]`. A sample of length 0 has a
     /// zero final state, as in ONNX Runtime.

@@ -233,6 +233,16 @@ impl<F: Scalar> OnnxLstm<F> {
         self.direction
     }
 
+    /// `(input size, hidden size, has a bias, has peepholes)`.
+    pub fn sizes(&self) -> (usize, usize, bool, bool) {
+        (
+            self.stack.input_size(),
+            self.stack.hidden_size(),
+            self.has_bias,
+            self.has_peepholes,
+        )
+    }
+
     /// Runs the node. Arguments given here override the model's stored optional inputs. Shapes
     /// follow the node's layout: `X [T, B, I]` or `[B, T, I]`, `initial_h` / `initial_c`
     /// `[D, B, H]` or `[B, D, H]`, `sequence_lens [B]`.

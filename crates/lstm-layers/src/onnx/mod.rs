@@ -11,6 +11,7 @@
 //! here ([`proto`]), so no `protoc` is needed at build time.
 
 mod declared;
+pub mod external;
 mod graph;
 mod gru;
 mod lstm;
@@ -28,7 +29,7 @@ pub use tensor::{ElemType, Tensor, Value, decode_tensor};
 
 use lstm_core::{LstmError, Result, Scalar};
 
-/// Reads an `.onnx` file.
+/// Reads an `.onnx` file, with its external data (see [`external`]).
 ///
 /// # Errors
 /// [`LstmError::Io`] when the file cannot be read; otherwise as [`OnnxGraph::from_bytes`].
@@ -38,5 +39,13 @@ pub fn load<F: Scalar>(path: impl AsRef<std::path::Path>) -> Result<OnnxGraph<F>
         path: path.display().to_string(),
         source,
     })?;
-    OnnxGraph::from_bytes(&bytes, &path.display().to_string())
+    let source = path.display().to_string();
+    let mut model = <proto::ModelProto as prost::Message>::decode(bytes.as_slice())
+        .map_err(|e| LstmError::format(format!("{source} (ONNX protobuf)"), e))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    external::resolve(&mut model, dir)?;
+    OnnxGraph::from_model(model, &source)
 }

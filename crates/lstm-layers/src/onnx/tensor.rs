@@ -128,7 +128,8 @@ pub fn decode_tensor(t: &TensorProto) -> Result<Tensor> {
     let bad = |r: String| LstmError::format(&name, r);
     if t.data_location == 1 {
         return Err(LstmError::unsupported(format!(
-            "{name} stores its data externally"
+            "{name} stores its data externally: load the model from its file (onnx::load), \
+             beside its data"
         )));
     }
     let shape: Vec<usize> = t
@@ -214,8 +215,14 @@ pub fn decode_tensor(t: &TensorProto) -> Result<Tensor> {
                 .collect(),
             None => t.int64_data.clone(),
         }),
+        // BOOL (a Loop's condition, say), held as 0 and 1.
+        9 => int(match from_raw(1)? {
+            Some(c) => c.map(|b| i64::from(b[0] != 0)).collect(),
+            None => t.int32_data.iter().map(|&v| i64::from(v != 0)).collect(),
+        }),
         other => Err(LstmError::unsupported(format!(
-            "{name} has ONNX element type {other} (supported: FLOAT, DOUBLE, FLOAT16, INT32, INT64)"
+            "{name} has ONNX element type {other} (supported: FLOAT, DOUBLE, FLOAT16, INT32, \
+             INT64, BOOL)"
         ))),
     }
 }

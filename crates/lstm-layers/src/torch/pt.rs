@@ -23,8 +23,13 @@ use super::pickle::{self, Dtype, HeaderValue, TensorRef};
 /// element type, which a recurrent model cannot use (a `num_batches_tracked` counter, say).
 #[derive(Clone, Debug, PartialEq)]
 pub enum PtTensor<F> {
-    /// float32, float64, float16 or bfloat16.
-    Float(ArrayD<F>),
+    /// float32, float64, float16 or bfloat16 (`dtype`, PyTorch's name), read as `F`.
+    Float {
+        /// The values.
+        values: ArrayD<F>,
+        /// The element type in the file.
+        dtype: &'static str,
+    },
     /// Another element type, by PyTorch's name.
     Other(&'static str),
 }
@@ -231,7 +236,10 @@ fn tensor<F: Scalar>(t: &TensorRef, data: &[u8], key: &str, file: &str) -> Resul
                 .sum::<usize>();
         F::of(read(k))
     });
-    Ok(PtTensor::Float(a))
+    Ok(PtTensor::Float {
+        values: a,
+        dtype: t.dtype.name(),
+    })
 }
 
 /// The stored records of a zip archive by name, checked: the end-of-directory record, each
