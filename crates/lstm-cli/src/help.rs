@@ -438,6 +438,42 @@ pub const COMMANDS: &[Command] = &[
         example: "lstm bench --workload batch-mid --variant concat --threads 2",
     },
     Command {
+        name: "export",
+        summary: "write a state dict's stack as a standard ONNX graph",
+        usage: "--model M --output M.onnx [OPTIONS]",
+        about: "Write the nn.LSTM or nn.GRU of a state dict (.safetensors, .pt, .pth; a model \
+                `lstm train` wrote included) as an ONNX graph (opset 17): one LSTM or GRU node \
+                per layer, joined by Transpose and Reshape. Its input is `input` [T, B, I] \
+                (time-major, T and B dynamic); its outputs `output` [T, B, D * H], `h_n` and, \
+                for an LSTM, `c_n` [L * D, B, H]: what `lstm run` writes for the state dict, \
+                which ONNX Runtime computes too. Peepholes, the coupled forget gate and other \
+                activations are written as the operator's attributes; a projection, the \
+                state-gated cell and held-open gates have no ONNX form and are refused.",
+        more: None,
+        options: &[
+            ("--model M", "The state dict (required)."),
+            ("--output M.onnx", "Where the graph goes (required)."),
+            (
+                "--prefix NAME.",
+                "The model's prefix in the state dict (default: found).",
+            ),
+            (
+                "--lengths",
+                "A `sequence_lens` [B] (int32) graph input (default: none).",
+            ),
+            (
+                "--states",
+                "`initial_h` (and `initial_c`) [L * D, B, H] graph inputs (default: none; \
+                 zero states).",
+            ),
+            (
+                "--dtype float32|float64",
+                "The weights' element type (default float32).",
+            ),
+        ],
+        example: "lstm export --model m.safetensors --output m.onnx --lengths --states",
+    },
+    Command {
         name: "inspect",
         summary: "what a model file holds and what of it can run",
         usage: "MODEL",

@@ -8,6 +8,7 @@
 //! lstm predict --model MODEL.safetensors --input X.npy --output P.npy
 //! lstm compare --task adding|copy [--variants ...] [--seeds K] [--epochs E]
 //! lstm bench --workload W [--variant V] [--threads N] [--format json]
+//! lstm export --model M --output M.onnx [--lengths] [--states]   a stack as ONNX
 //! lstm inspect MODEL             what a model file holds and what of it can run
 //! lstm help [COMMAND]             every command, or one with its options and an example
 //! ```
@@ -39,6 +40,7 @@ macro_rules! outln {
 mod bench;
 mod compare;
 mod demo;
+mod export;
 mod grad;
 mod graph;
 mod help;
@@ -115,6 +117,7 @@ fn run() -> CliResult {
         "predict" => train::predict(&train::parse_predict(parser())?),
         "compare" => compare::run(&compare::parse(parser())?),
         "inspect" => inspect::run(&inspect::parse(parser())?),
+        "export" => export::run(&export::parse(parser())?),
         "demo" => {
             if let Some(a) = rest.first() {
                 return Err(CliError::Usage(format!(

@@ -7,8 +7,8 @@ use std::process::Command;
 mod common;
 use common::fails_with;
 
-const COMMANDS: [&str; 9] = [
-    "run", "grad", "train", "predict", "compare", "bench", "inspect", "demo", "help",
+const COMMANDS: [&str; 10] = [
+    "run", "grad", "train", "predict", "compare", "bench", "export", "inspect", "demo", "help",
 ];
 
 fn stdout_of(args: &[&str]) -> String {

@@ -257,6 +257,24 @@ impl<F: Scalar> Activation<F> {
         })
     }
 
+    /// The ONNX name of the activation and its parameters (alpha, then beta), the inverse of
+    /// [`from_onnx`](Self::from_onnx).
+    pub fn to_onnx(&self) -> (&'static str, Vec<F>) {
+        match *self {
+            Activation::Sigmoid => ("Sigmoid", vec![]),
+            Activation::Tanh => ("Tanh", vec![]),
+            Activation::Relu => ("Relu", vec![]),
+            Activation::Softsign => ("Softsign", vec![]),
+            Activation::Softplus => ("Softplus", vec![]),
+            Activation::LeakyRelu { alpha } => ("LeakyRelu", vec![alpha]),
+            Activation::ThresholdedRelu { alpha } => ("ThresholdedRelu", vec![alpha]),
+            Activation::Elu { alpha } => ("Elu", vec![alpha]),
+            Activation::Affine { alpha, beta } => ("Affine", vec![alpha, beta]),
+            Activation::ScaledTanh { alpha, beta } => ("ScaledTanh", vec![alpha, beta]),
+            Activation::HardSigmoid { alpha, beta } => ("HardSigmoid", vec![alpha, beta]),
+        }
+    }
+
     /// Builds the named ONNX activation from its parameters (`params.len()` must equal
     /// [`onnx_param_count`](Self::onnx_param_count)).
     ///

@@ -342,6 +342,11 @@ impl<F: Scalar> LstmEngine<F> {
         &self.gates
     }
 
+    /// How `h` is formed from the output gate and the cell state.
+    pub fn output_mode(&self) -> OutputMode {
+        self.output_mode
+    }
+
     /// Which state the gates read.
     pub fn recurrence(&self) -> Recurrence {
         self.recurrence

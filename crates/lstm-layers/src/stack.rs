@@ -213,6 +213,11 @@ impl<F: Scalar, C: RecurrentCell<F> + Sync> Stack<C, F> {
         self.layers[0][0].output_size()
     }
 
+    /// The direction of each direction slot of a layer.
+    pub fn directions(&self) -> &[Direction] {
+        &self.directions
+    }
+
     /// The cells, `[layer][direction]`.
     pub fn layers(&self) -> &[Vec<C>] {
         &self.layers

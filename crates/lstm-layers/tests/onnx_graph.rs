@@ -93,6 +93,7 @@ fn model(
 ) -> Vec<u8> {
     ModelProto {
         ir_version: 8,
+        producer_name: String::new(),
         graph: Some(GraphProto {
             node: nodes,
             name: "g".into(),

@@ -11,6 +11,7 @@
 //! here ([`proto`]), so no `protoc` is needed at build time.
 
 mod declared;
+pub mod export;
 pub mod external;
 mod graph;
 mod gru;

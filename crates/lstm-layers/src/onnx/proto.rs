@@ -8,6 +8,8 @@
 pub struct ModelProto {
     #[prost(int64, tag = "1")]
     pub ir_version: i64,
+    #[prost(string, tag = "2")]
+    pub producer_name: String,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<GraphProto>,
     #[prost(message, repeated, tag = "8")]
