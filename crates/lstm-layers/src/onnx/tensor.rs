@@ -43,6 +43,9 @@ impl ElemType {
             ElemType::Float16 => "float16".into(),
             ElemType::Int32 => "int32".into(),
             ElemType::Int64 => "int64".into(),
+            ElemType::Other(9) => "bool".into(),
+            ElemType::Other(16) => "bfloat16".into(),
+            ElemType::Other(8) => "string".into(),
             ElemType::Other(c) => format!("ONNX type {c}"),
         }
     }
