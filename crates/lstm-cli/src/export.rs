@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use lexopt::prelude::*;
 use lstm_core::{LstmError, Scalar};
 use lstm_layers::onnx::export::{ExportOptions, export};
-use lstm_layers::torch;
+use lstm_layers::{Format, Model};
 
 use crate::{CliError, CliResult};
 
@@ -66,18 +66,22 @@ fn typed<F: Scalar>(a: &ExportArgs) -> CliResult {
         .output
         .as_deref()
         .ok_or_else(|| CliError::Usage("`lstm export` needs --output M.onnx".into()))?;
-    let ext = model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !matches!(ext.as_str(), "safetensors" | "pt" | "pth") {
+    if Format::of(model)? == Format::Onnx {
         return Err(CliError::Usage(format!(
             "`lstm export` takes a state dict (.safetensors, .pt, .pth), got {}",
             model.display()
         )));
     }
-    let m = torch::load_model::<F>(model, a.prefix.as_deref())?;
+    let m = match Model::<F>::load(model, a.prefix.as_deref()) {
+        Ok(Model::StateDict { model, .. }) => model,
+        Ok(Model::Onnx(_)) => {
+            return Err(CliError::Usage(format!(
+                "`lstm export` takes a state dict (.safetensors, .pt, .pth), got {}",
+                model.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let bytes = export(&m, a.opts).map_err(|e| match e {
         LstmError::Unsupported(m) => LstmError::unsupported(format!(
             "{} cannot be written as ONNX: {m}",

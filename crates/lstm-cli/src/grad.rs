@@ -7,8 +7,8 @@ use lexopt::prelude::*;
 use lstm_core::ndarray::ArrayD;
 use lstm_core::{Layout, LstmError, Scalar};
 use lstm_layers::npy::{self, NpyArray, NpyElement};
-use lstm_layers::onnx::{self, InputRole, OutputRole};
-use lstm_layers::{StackOptions, torch};
+use lstm_layers::onnx::{InputRole, OutputRole};
+use lstm_layers::{Format, Model, StackOptions, torch};
 
 use crate::run::{read_float, read_lengths, three_d};
 use crate::{CliError, CliResult};
@@ -69,21 +69,7 @@ pub fn run(a: &GradArgs) -> CliResult {
     let input = required(&a.input, "--input X.npy")?;
     required(&a.grad_output, "--grad-output DY.npy")?;
     required(&a.output, "--output GRADS.safetensors")?;
-    let ext = model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let onnx = match ext.as_str() {
-        "safetensors" | "pt" | "pth" => false,
-        "onnx" => true,
-        _ => {
-            return Err(CliError::Usage(format!(
-                "cannot tell the model type of {} (expected .safetensors, .pt, .pth or .onnx)",
-                model.display()
-            )));
-        }
-    };
+    let onnx = Format::of(model)? == Format::Onnx;
     if !onnx && !a.graph_inputs.is_empty() {
         return Err(CliError::Usage(
             "--graph-input applies to .onnx models only".into(),
@@ -103,8 +89,18 @@ pub fn run(a: &GradArgs) -> CliResult {
 }
 
 fn grad_typed<F: Scalar + NpyElement>(a: &GradArgs, model: &Path, x: ArrayD<F>) -> CliResult {
-    let stack = torch::load_model::<F>(model, a.prefix.as_deref())?;
-    let (names, prefix) = torch::names_and_prefix(model, a.prefix.as_deref())?;
+    let Model::StateDict {
+        model: stack,
+        names,
+        prefix,
+        ..
+    } = Model::<F>::load(model, a.prefix.as_deref())?
+    else {
+        return Err(CliError::Usage(format!(
+            "{} is not a state dict",
+            model.display()
+        )));
+    };
     let (layout, x_shape) = if a.batch_first {
         (Layout::BatchFirst, "[B, T, I] (--batch-first)")
     } else {
@@ -170,7 +166,12 @@ fn grad_graph<F: Scalar + NpyElement>(a: &GradArgs, model: &Path, x: ArrayD<F>) 
             "--prefix applies to .safetensors models only".into(),
         ));
     }
-    let mut graph = onnx::load::<F>(model)?;
+    let Model::Onnx(mut graph) = Model::<F>::load(model, None)? else {
+        return Err(CliError::Usage(format!(
+            "{} is not an ONNX model",
+            model.display()
+        )));
+    };
     graph.check_supported()?;
     graph.set_threads(a.threads);
     let paths = [

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use lexopt::prelude::*;
-use lstm_layers::{onnx, torch};
+use lstm_layers::{Format, onnx, torch};
 
 use crate::{CliError, CliResult};
 
@@ -29,19 +29,9 @@ pub fn parse(mut p: lexopt::Parser) -> CliResult<InspectArgs> {
 
 /// Runs the command.
 pub fn run(a: &InspectArgs) -> CliResult {
-    let ext = a
-        .model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "onnx" => inspect_onnx(a),
-        "safetensors" | "pt" | "pth" => inspect_state_dict(a),
-        _ => Err(CliError::Usage(format!(
-            "cannot tell the model type of {} (expected .safetensors, .pt, .pth or .onnx)",
-            a.model.display()
-        ))),
+    match Format::of(&a.model)? {
+        Format::Onnx => inspect_onnx(a),
+        Format::Safetensors | Format::TorchSave => inspect_state_dict(a),
     }
 }
 

@@ -6,7 +6,7 @@ use lexopt::prelude::*;
 use lstm_core::ndarray::{ArrayD, Ix1, Ix3};
 use lstm_core::{Layout, LstmError, Scalar};
 use lstm_layers::npy::{self, NpyArray, NpyElement};
-use lstm_layers::{StackOptions, onnx, torch};
+use lstm_layers::{Format, Model, StackOptions, onnx, torch};
 
 use crate::{CliError, CliResult};
 
@@ -173,27 +173,24 @@ pub fn run(args: &RunArgs) -> CliResult {
 
 fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> CliResult {
     let model = required(&args.model, "--model MODEL")?;
-    let ext = model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ext != "onnx"
+    let format = Format::of(model)?;
+    if format.is_state_dict()
         && (args.node.is_some() || !args.graph_inputs.is_empty() || !args.graph_outputs.is_empty())
     {
         return Err(CliError::Usage(
             "--node, --graph-input and --graph-output apply to .onnx models only".into(),
         ));
     }
+    if format == Format::Onnx && args.prefix.is_some() {
+        return Err(CliError::Usage(
+            "--prefix applies to state dicts (.safetensors, .pt) only".into(),
+        ));
+    }
+    let loaded = Model::<F>::load(model, args.prefix.as_deref())?;
     let mut auto = None;
-    if ext == "onnx" && args.node.is_none() {
+    if let (Model::Onnx(graph), None) = (&loaded, &args.node) {
         // The graph reads its own inputs: each file must hold the type the graph declares.
-        if args.prefix.is_some() {
-            return Err(CliError::Usage(
-                "--prefix applies to .safetensors models only".into(),
-            ));
-        }
-        let mut graph = onnx::load::<F>(model)?;
+        let mut graph = graph.clone();
         graph.set_threads(args.threads);
         auto = single_node(args, &graph);
         if auto.is_none() {
@@ -216,9 +213,13 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
         .as_deref()
         .map(read_lengths)
         .transpose()?;
-    match ext.as_str() {
-        "safetensors" | "pt" | "pth" => {
-            let stack = torch::load_model::<F>(model, args.prefix.as_deref())?;
+    match loaded {
+        Model::StateDict {
+            model: stack,
+            names,
+            prefix,
+            ..
+        } => {
             if matches!(stack, torch::TorchModel::Gru(_))
                 && (c0.is_some() || args.final_c.is_some())
             {
@@ -266,27 +267,15 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
                 write(&args.final_c, c_n.view().into_dyn())?;
             }
             if args.prefix.is_none() {
-                found_note(model, &stack);
+                found_note(&names, &prefix, &stack);
             }
         }
-        "onnx" => {
-            if args.prefix.is_some() {
-                return Err(CliError::Usage(
-                    "--prefix applies to .safetensors models only".into(),
-                ));
-            }
-            let mut graph = onnx::load::<F>(model)?;
+        Model::Onnx(mut graph) => {
             graph.set_threads(args.threads);
             match args.node.as_deref().or(auto.as_deref()) {
                 Some(name) => crate::graph::run_node(args, &graph, name, x, [h0, c0], lens)?,
                 None => crate::graph::run_graph(args, &graph, Some(x))?,
             }
-        }
-        _ => {
-            return Err(CliError::Usage(format!(
-                "cannot tell the model type of {} (expected .safetensors, .pt, .pth or .onnx)",
-                model.display()
-            )));
         }
     }
     Ok(())
@@ -294,12 +283,9 @@ fn run_typed<F: Scalar + NpyElement>(args: &RunArgs, x: Option<ArrayD<F>>) -> Cl
 
 /// Says on standard error what an auto-detected state dict held, when that is not a plain
 /// `nn.LSTM` or `nn.GRU` without a prefix: its prefix, and whether it is a cell.
-fn found_note<F: lstm_core::Scalar>(model: &Path, stack: &torch::TorchModel<F>) {
+fn found_note<F: lstm_core::Scalar>(names: &[String], prefix: &str, stack: &torch::TorchModel<F>) {
     use std::io::Write as _;
-    let Ok((names, prefix)) = torch::names_and_prefix(model, None) else {
-        return;
-    };
-    let what = torch::describe(&names, &prefix);
+    let what = torch::describe(names, prefix);
     if prefix.is_empty() && what.starts_with("a stack") {
         return;
     }

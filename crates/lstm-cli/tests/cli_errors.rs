@@ -75,7 +75,14 @@ fn usage_errors() {
     fails(&["run", "--input", &x, "--output", "y.npy"], &["--model"]);
     fails(&["run", "--model", "m.onnx", "--input", &x], &["--output"]);
     let out = path(&scratch("usage").join("y.npy"));
-    fails(&run_args("model.h5", &x, &out), &["model type", "model.h5"]);
+    fails(&run_args("model.h5", &x, &out), &["model.h5"]);
+    // A file of an unknown extension is told by its bytes; these are no model's.
+    let odd = scratch("usage").join("model.h5");
+    std::fs::write(&odd, b"HDF5 or anything else").unwrap();
+    fails(
+        &run_args(&path(&odd), &x, &out),
+        &["cannot tell the model's format", "model.h5"],
+    );
     let onnx = path(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/interop/onnx_f32_plain/model.onnx"),

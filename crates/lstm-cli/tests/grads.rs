@@ -226,7 +226,7 @@ fn bad_uses_are_errors() {
     );
     let mut args = base(&["--output", &out]);
     args[2] = x.clone();
-    run(args, &["model type"]);
+    run(args, &["cannot tell the model's format"]);
     // A GRU has no cell state.
     let gru = case("gru_init_layers2", "model.safetensors");
     let mut args = vec!["grad".to_string(), "--model".into(), gru];

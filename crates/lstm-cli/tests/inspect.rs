@@ -89,14 +89,44 @@ fn state_dicts_of_every_layout() {
     );
 }
 
+/// A file without a known extension is told by its bytes.
+#[test]
+fn the_format_is_told_by_the_bytes() {
+    let odd = std::env::temp_dir().join(format!("lstm-inspect-{}.ckpt", std::process::id()));
+    std::fs::copy(fixture("published/pt_legacy_f32/model.pt"), &odd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lstm"))
+        .arg("inspect")
+        .arg(&odd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    has(
+        &String::from_utf8(out.stdout).unwrap(),
+        &["torch.save legacy"],
+    );
+    let _ = std::fs::remove_file(&odd);
+}
+
 #[test]
 fn bad_uses() {
     fails_with(&[2], &["inspect"], &["needs a MODEL"]);
     fails_with(
-        &[2],
-        &["inspect", "model.txt"],
-        &["cannot tell the model type"],
+        &[1],
+        &["inspect", "/nonexistent/model.txt"],
+        &["/nonexistent/model.txt"],
     );
+    let odd = std::env::temp_dir().join(format!("lstm-inspect-{}.weights", std::process::id()));
+    std::fs::write(&odd, b"neither format").unwrap();
+    fails_with(
+        &[1],
+        &["inspect", odd.to_str().unwrap()],
+        &["cannot tell the model's format"],
+    );
+    let _ = std::fs::remove_file(&odd);
     fails_with(
         &[1],
         &["inspect", "/nonexistent/m.onnx"],

@@ -2,12 +2,14 @@
 #![deny(unsafe_code)]
 
 pub mod convert;
+mod model;
 pub mod npy;
 pub mod onnx;
 mod readout;
 mod stack;
 pub mod torch;
 
+pub use model::{Format, Model};
 pub use readout::Readout;
 pub use stack::{
     Dropout, EmptyFinalState, LstmStack, Stack, StackGradients, StackOptions, StackOutput,
